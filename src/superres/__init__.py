@@ -1,0 +1,3 @@
+"""superres: image super-resolution toolkit."""
+
+__version__ = "0.1.0"
