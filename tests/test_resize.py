@@ -107,3 +107,13 @@ def test_antialias_only_matters_when_shrinking():
 def test_quantize_rounds_half_away_from_zero_like_matlab():
     x = torch.tensor([0.5 / 255, 1.5 / 255, 2.5 / 255, -0.1, 1.2])
     assert (quantize(x) * 255).round().tolist() == [1.0, 2.0, 3.0, 0.0, 255.0]
+
+
+def test_weights_built_in_inference_mode_still_support_autograd(monkeypatch):
+    monkeypatch.setattr(resize, "_DENSE_LIMIT", 0)  # force the gather path
+    resize._resize_weights.cache_clear()
+    with torch.inference_mode():
+        imresize(torch.rand(1, 1, 5, 7), 2)
+    x = torch.rand(1, 1, 5, 7, requires_grad=True)
+    imresize(x, 2).sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()

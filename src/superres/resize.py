@@ -41,7 +41,6 @@ def cubic(x: Tensor) -> Tensor:
     return near + far
 
 
-@lru_cache(maxsize=256)
 def resize_weights(
     in_length: int, out_length: int, scale: float, antialias: bool = True
 ) -> tuple[Tensor, Tensor]:
@@ -59,6 +58,16 @@ def resize_weights(
     """
     if in_length < 1 or out_length < 1:
         raise ValueError(f"cannot resize a length of {in_length} to {out_length}")
+    # Cached tensors must be ordinary tensors even when first built under inference_mode,
+    # or a later autograd pass through imresize (training) could not save them.
+    with torch.inference_mode(False):
+        return _resize_weights(in_length, out_length, float(scale), bool(antialias))
+
+
+@lru_cache(maxsize=256)
+def _resize_weights(
+    in_length: int, out_length: int, scale: float, antialias: bool
+) -> tuple[Tensor, Tensor]:
     kernel_width = 4.0
     shrink = scale < 1 and antialias
     if shrink:
