@@ -6,7 +6,17 @@
 (4, 'exact')
 """
 
-from superres.models import bicubic, edsr, espcn, fsrcnn, rcan, srcnn, vdsr  # noqa: F401
+from superres.models import (  # noqa: F401
+    bicubic,
+    edsr,
+    espcn,
+    fsrcnn,
+    lafn,
+    plainsr,
+    rcan,
+    srcnn,
+    vdsr,
+)
 from superres.models.descriptor import SRModel
 from superres.models.flops import count_flops, flops_per_output_pixel
 from superres.models.registry import (

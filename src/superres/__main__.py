@@ -1,0 +1,5 @@
+import sys
+
+from superres.cli import main
+
+sys.exit(main())

@@ -1,0 +1,368 @@
+"""Command-line interface: ``superres <command> ...``.
+
+Every subcommand is a thin ``main``-style function over the Python API, callable
+in-process with an argv list (``main(["upscale", "in.png", "-o", "out.png"])``) so tests
+exercise exactly what users run. Exit codes: 0 success, 1 some input failed, 2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from superres import __version__
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Bad command-line usage: printed as one line, exit status 2."""
+
+
+def _error(message: str) -> None:
+    print(f"superres: error: {message}", file=sys.stderr)
+
+
+# --------------------------------------------------------------------------- upscale
+
+
+@dataclass(frozen=True)
+class Job:
+    source: Path
+    target: Path
+
+
+def _output_suffix(source: Path, ext: str) -> str:
+    from superres.io import SUPPORTED_OUTPUT_EXTENSIONS
+
+    if ext != "auto":
+        return ext if ext.startswith(".") else f".{ext}"
+    suffix = source.suffix.lower()
+    return suffix if suffix in SUPPORTED_OUTPUT_EXTENSIONS else ".png"
+
+
+def _plan_jobs(inputs: Sequence[str], output: str, recursive: bool, ext: str) -> list[Job]:
+    """Map inputs to output paths; folders are mirrored under the output folder."""
+    from superres.evaluation import IMAGE_EXTENSIONS
+    from superres.io import SUPPORTED_OUTPUT_EXTENSIONS
+
+    out = Path(output)
+    sources = [Path(p) for p in inputs]
+    single_file = (
+        len(sources) == 1
+        and not sources[0].is_dir()
+        and out.suffix.lower() in SUPPORTED_OUTPUT_EXTENSIONS
+        and not out.is_dir()
+    )
+    if single_file:
+        return [Job(sources[0], out)]
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out}: output must be a folder when upscaling several inputs")
+    jobs: list[Job] = []
+    for source in sources:
+        if source.is_dir():
+            pattern = "**/*" if recursive else "*"
+            files = sorted(
+                p
+                for p in source.glob(pattern)
+                if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+            )
+            for file in files:
+                rel = file.relative_to(source)
+                target = out / source.name / rel if len(sources) > 1 else out / rel
+                jobs.append(Job(file, target.with_suffix(_output_suffix(file, ext))))
+        else:  # a file, or a missing path reported when processed
+            jobs.append(Job(source, (out / source.name).with_suffix(_output_suffix(source, ext))))
+    seen: dict[Path, Path] = {}
+    for job in jobs:
+        if job.target in seen:
+            raise UsageError(
+                f"{job.source} and {seen[job.target]} would both be written to {job.target}"
+            )
+        seen[job.target] = job.source
+    return jobs
+
+
+def cmd_upscale(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from superres import api, engine, io
+
+    if args.scale is not None and args.outscale is not None:
+        raise UsageError("give --scale or --outscale, not both")
+    engine.set_threads(args.threads)
+    jobs = _plan_jobs(args.inputs, args.output, args.recursive, args.ext)
+    if not jobs:
+        raise UsageError("no input images found")
+    requested = args.outscale or args.scale  # None: x4 for a name, a checkpoint's own scale
+    try:
+        model, resize = api.model_for_scale(
+            args.model, None if requested is None else float(requested)
+        )
+        model = model.to(engine.select_device(args.device))
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
+        raise UsageError(str(err).splitlines()[0]) from None
+    failed = skipped = done = 0
+    bar = tqdm(jobs, unit="img", disable=args.quiet or len(jobs) == 1, dynamic_ncols=True)
+    for job in bar:
+        bar.set_postfix_str(job.source.name, refresh=False)
+        if job.target.exists() and not args.overwrite:
+            skipped += 1
+            tqdm.write(f"skipped {job.target}: exists (use --overwrite)", file=sys.stderr)
+            continue
+        tiles = tqdm(
+            total=0, unit="tile", leave=False, disable=args.quiet or len(jobs) > 1,
+            dynamic_ncols=True,
+        )  # fmt: skip
+
+        def on_tile(n_done: int, n_total: int, _bar=tiles) -> None:
+            _bar.total = n_total
+            _bar.n = n_done
+            _bar.refresh()
+
+        try:
+            image = io.read_image(job.source)
+            result = engine.upscale_image(
+                image, model, tile=args.tile, overlap=args.overlap, outscale=resize,
+                progress=on_tile,
+            )  # fmt: skip
+            job.target.parent.mkdir(parents=True, exist_ok=True)
+            io.write_image(job.target, result, overwrite=args.overwrite, quality=args.quality)
+            done += 1
+        except io.ImageError as err:
+            failed += 1
+            tqdm.write(f"superres: error: {err}", file=sys.stderr)
+        except MemoryError:
+            failed += 1
+            tqdm.write(f"superres: error: {job.source}: out of memory", file=sys.stderr)
+        finally:
+            tiles.close()
+    bar.close()
+    if not args.quiet:
+        print(
+            f"{done} upscaled, {skipped} skipped, {failed} failed "
+            f"(model {model.metadata.get('name', model.arch)} x{model.scale}"
+            f"{f', resized to x{resize:g}' if resize else ''})",
+            file=sys.stderr,
+        )
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+# --------------------------------------------------------------------------- eval
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from superres import engine, zoo
+    from superres.evaluation import evaluate
+    from superres.io import atomic_write_bytes
+
+    engine.set_threads(args.threads)
+    for folder in args.data:
+        if not Path(folder).is_dir():
+            raise UsageError(f"{folder}: not a folder")
+    try:
+        model = zoo.resolve(args.model, args.scale).to(engine.select_device(args.device))
+    except (ValueError, FileNotFoundError) as err:
+        raise UsageError(str(err).splitlines()[0]) from None
+    name = args.model or zoo.default_model_name()
+    bars: dict[str, tqdm] = {}
+
+    def progress(dataset: str, done: int, total: int) -> None:
+        if args.quiet:
+            return
+        bar = bars.get(dataset)
+        if bar is None:
+            bar = bars[dataset] = tqdm(total=total, desc=dataset, unit="img", leave=False)
+        bar.update(done - bar.n)
+        if done == total:
+            bar.close()
+
+    try:
+        result = evaluate(
+            model, args.data, model.scale, tile=args.tile, progress=progress, name=str(name)
+        )
+    except (FileNotFoundError, ValueError) as err:
+        raise UsageError(str(err).splitlines()[0]) from None
+    print(f"model {result.model}  x{result.scale}")
+    print(result.table())
+    if args.json:
+        payload = result.to_json(per_image=args.per_image).encode() + b"\n"
+        atomic_write_bytes(args.json, payload, overwrite=True)
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- models
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from superres import zoo
+    from superres.models import create_model, get_model_spec, list_models
+
+    rows = []
+    for name in list_models():
+        spec = get_model_spec(name)
+        scales = list(spec.scales or (2, 3, 4))
+        scale = 4 if 4 in scales else scales[-1]
+        params = sum(p.numel() for p in create_model(name, scale=scale).parameters())
+        shown = ",".join(f"x{s}" for s in scales) if spec.scales else "any"
+        rows.append((name, shown, params, spec.tiling,
+                     spec.description))  # fmt: skip
+    shipped = []
+    for weights in zoo.shipped_weights():
+        meta = weights.metadata()
+        metrics = meta.get("metrics", {})
+        shipped.append(
+            {"name": weights.name, "scale": weights.scale, "arch": meta.get("arch"),
+             "params": meta.get("num_params"), "metrics": metrics}
+        )  # fmt: skip
+    if args.json:
+        print(json.dumps({
+            "architectures": [dict(zip(("name", "scales", "params_x4", "tiling", "description"),
+                                       r, strict=True)) for r in rows],
+            "shipped": shipped, "default": zoo.default_model_name(),
+        }, indent=2))  # fmt: skip
+        return EXIT_OK
+    print("Architectures (create_model / superres train):")
+    print(f"  {'name':<16} {'scales':<10} {'params':>10}  {'tiling':<11} description")
+    for name, scales, params, tiling, description in rows:
+        print(f"  {name:<16} {scales:<10} {params:>10,}  {tiling:<11} {description}")
+    print("\nShipped weights (--model NAME):")
+    if not shipped:
+        print("  (none yet)")
+    for item in shipped:
+        set5 = item["metrics"].get("Set5", {})
+        score = f"Set5 {set5['psnr']:.2f} dB" if "psnr" in set5 else ""
+        print(f"  {item['name']:<10} x{item['scale']}  {item['arch']:<16} {score}")
+    print("  bicubic    x2,x3,x4 (parameter-free baseline)")
+    print(f"\nDefault model: {zoo.default_model_name()}")
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="superres", description="Image super-resolution: upscale, evaluate, train."
+    )
+    parser.add_argument("--version", action="version", version=f"superres {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--model", "-m", default=None,
+                       help="shipped model name, 'bicubic' or a .safetensors checkpoint "
+                            "(default: the quality tier; bicubic until it ships)")  # fmt: skip
+        p.add_argument("--device", default=None, help="cpu, cuda, mps (default: automatic)")
+        p.add_argument("--threads", type=_positive_int, default=None, help="CPU threads")
+        p.add_argument(
+            "--tile",
+            type=_positive_int,
+            default=None,
+            help="tile size in input pixels (default: automatic, 0: no tiling)",
+        )
+        p.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+
+    up = sub.add_parser("upscale", help="upscale images or folders of images")
+    up.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
+    up.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="output file (one input) or folder (mirrors input folders)",
+    )
+    up.add_argument(
+        "--scale",
+        "-s",
+        type=int,
+        choices=(2, 3, 4),
+        default=None,
+        help="upscaling factor (default 4)",
+    )
+    up.add_argument(
+        "--outscale",
+        type=_positive_float,
+        default=None,
+        help="any output factor: runs the next larger model scale, then resizes",
+    )
+    up.add_argument(
+        "--overlap",
+        type=_positive_int,
+        default=None,
+        help="tile overlap in input pixels (default: from the model)",
+    )
+    up.add_argument("--recursive", "-r", action="store_true", help="descend into subfolders")
+    up.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    up.add_argument(
+        "--ext",
+        default="auto",
+        choices=("auto", "png", "jpg", "jpeg", "webp", "avif", "tif", "tiff"),
+        help="output format for folder outputs (auto: as input, else png)",
+    )
+    up.add_argument("--quality", type=int, default=None, help="JPEG/WebP/AVIF quality")
+    common(up)
+    up.set_defaults(func=cmd_upscale)
+
+    ev = sub.add_parser("eval", help="benchmark a model on HR image folders")
+    ev.add_argument(
+        "--data",
+        action="append",
+        required=True,
+        metavar="DIR",
+        help="folder of HR images (repeatable)",
+    )
+    ev.add_argument("--scale", "-s", type=int, choices=(2, 3, 4), default=4)
+    ev.add_argument("--json", default=None, metavar="FILE", help="write results as JSON")
+    ev.add_argument("--per-image", action="store_true", help="include per-image scores in JSON")
+    common(ev)
+    ev.set_defaults(func=cmd_eval)
+
+    mo = sub.add_parser("models", help="list architectures and shipped weights")
+    mo.add_argument("--json", action="store_true", help="print JSON")
+    mo.set_defaults(func=cmd_models)
+
+    from superres import train
+
+    tr = sub.add_parser("train", help="train a model from a YAML config (torchrun for DDP)")
+    train.add_arguments(tr)
+    tr.set_defaults(func=train.run_cli)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except UsageError as err:
+        _error(str(err))
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        _error("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,301 @@
+"""Training data: HR folders -> (LR, HR) patch pairs, deterministic from (seed, iteration, k).
+
+Data flow::
+
+    HR file --read_image--> uint8 RGB (grey replicated, alpha dropped, 16-bit rounded to 8)
+      --modcrop(scale)--> HR --quantize(imresize(HR, 1/scale))--> LR        (once per image)
+    (seed, iteration, k) --rng--> image, LR crop position, dihedral transform
+      --> LR patch (patch x patch) and the HR patch covering exactly the same area
+
+* **LR synthesis** is the evaluator's (:func:`superres.evaluation.make_lr`): MATLAB-compatible
+  bicubic through :mod:`superres.resize`, rounded to 8 bits. It runs once per image and scale
+  when the dataset is built; the pairs are kept in memory as ``uint8`` arrays, or in
+  ``cache_dir`` as ``.npy`` files that later runs (and every process of a distributed run)
+  memory-map instead of decoding and resizing again.
+* **Small images are skipped**: an image whose LR version is smaller than the patch in either
+  dimension is left out (and reported), rather than padded, so every patch is real image
+  content. Building the dataset fails if no image is left.
+* **Sampling is a pure function** of ``(seed, iteration, k)``, ``k`` being the position in the
+  global batch: :meth:`PatchDataset.sample` draws the image (uniformly), the crop and one of the
+  8 dihedral transforms from ``np.random.default_rng([seed, iteration, k])``. No sampler or
+  worker RNG state exists, so resuming at any iteration, changing ``num_workers`` or splitting
+  the global batch over processes (:class:`IterationBatchSampler` gives rank ``r`` the
+  positions ``r * b .. (r + 1) * b - 1``) all see exactly the same patches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io as _bytes_io
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from superres.evaluation import list_images, make_lr
+
+__all__ = [
+    "IterationBatchSampler",
+    "PatchDataset",
+    "TrainPair",
+    "dihedral",
+    "load_hr",
+    "load_pairs",
+    "make_loader",
+    "make_lr_array",
+]
+
+_CACHE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class TrainPair:
+    """One training image: modcropped HR and its LR, both ``H x W x 3`` uint8."""
+
+    name: str
+    hr: np.ndarray
+    lr: np.ndarray
+
+
+def load_hr(path: str | Path) -> np.ndarray:
+    """Read an HR training image as ``H x W x 3`` uint8 RGB.
+
+    One-channel images are replicated to RGB, alpha is dropped and 16-bit images are rounded
+    to 8 bits (training and evaluation work on the 8-bit grid).
+
+    Raises:
+        superres.io.ImageError: unreadable file.
+    """
+    from superres.io import read_image
+
+    pixels = read_image(path).pixels
+    if pixels.dtype == np.uint16:
+        pixels = ((pixels.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+    elif pixels.dtype != np.uint8:  # pragma: no cover - io returns uint8/uint16 only
+        raise ValueError(f"{path}: unsupported pixel type {pixels.dtype}")
+    if pixels.ndim == 2:
+        pixels = pixels[:, :, None]
+    if pixels.shape[2] == 1:
+        pixels = np.repeat(pixels, 3, axis=2)
+    return np.ascontiguousarray(pixels[:, :, :3])
+
+
+def make_lr_array(hr: np.ndarray, scale: int) -> np.ndarray:
+    """LR of a modcropped ``H x W x 3`` uint8 HR image: ``quantize(imresize(hr, 1/scale))``."""
+    x = torch.from_numpy(np.ascontiguousarray(hr.transpose(2, 0, 1))).float() / 255
+    lr = make_lr(x, scale)
+    return np.ascontiguousarray((lr * 255).round().to(torch.uint8).numpy().transpose(1, 2, 0))
+
+
+def _cache_key(path: Path, scale: int) -> str:
+    stat = path.stat()
+    text = f"{_CACHE_VERSION}|{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|x{scale}"
+    return hashlib.sha1(text.encode()).hexdigest()[:20]
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    from superres.io import atomic_write_bytes
+
+    buffer = _bytes_io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    atomic_write_bytes(path, buffer.getvalue(), overwrite=True)
+
+
+def _load_one(path: Path, scale: int, cache_dir: Path | None) -> tuple[np.ndarray, np.ndarray]:
+    if cache_dir is not None:
+        key = _cache_key(path, scale)
+        hr_file, lr_file = cache_dir / f"{key}.hr.npy", cache_dir / f"{key}.lr.npy"
+        if hr_file.is_file() and lr_file.is_file():
+            try:
+                hr = np.load(hr_file, mmap_mode="r", allow_pickle=False)
+                lr = np.load(lr_file, mmap_mode="r", allow_pickle=False)
+                if hr.dtype == lr.dtype == np.uint8 and hr.shape[0] == lr.shape[0] * scale:
+                    return hr, lr
+            except (OSError, ValueError):
+                pass  # a corrupt cache entry is rebuilt
+    hr = load_hr(path)
+    h, w = hr.shape[:2]
+    hr = np.ascontiguousarray(hr[: h - h % scale, : w - w % scale])
+    if hr.shape[0] == 0 or hr.shape[1] == 0:
+        return hr, np.zeros((0, 0, 3), np.uint8)
+    lr = make_lr_array(hr, scale)
+    if cache_dir is not None:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        _save_npy(hr_file, hr)
+        _save_npy(lr_file, lr)
+    return hr, lr
+
+
+def load_pairs(
+    folders: Sequence[str | Path],
+    scale: int,
+    patch: int,
+    *,
+    cache_dir: str | Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[list[TrainPair], list[str]]:
+    """Read every image of ``folders`` and make its LR version once.
+
+    Args:
+        folders: Folders of HR images (files directly inside, sorted by name).
+        scale: Upscaling factor.
+        patch: LR patch size; images whose LR is smaller in either dimension are skipped.
+        cache_dir: Where to keep ``.npy`` copies of the HR/LR arrays (keyed by path, size,
+            modification time and scale); cached arrays are memory-mapped.
+        progress: Optional ``callback(done, total)``.
+
+    Returns:
+        ``(pairs, skipped)``: the usable images, and ``"name (LR hxw)"`` of the skipped ones.
+
+    Raises:
+        FileNotFoundError: a folder is missing or holds no images.
+        ValueError: every image is smaller than the patch.
+    """
+    files = [f for folder in folders for f in list_images(folder)]
+    cache = Path(cache_dir) if cache_dir is not None else None
+    pairs, skipped = [], []
+    for i, path in enumerate(files):
+        hr, lr = _load_one(path, scale, cache)
+        name = f"{path.parent.name}/{path.name}"
+        if lr.shape[0] < patch or lr.shape[1] < patch:
+            skipped.append(f"{name} (LR {lr.shape[0]}x{lr.shape[1]})")
+        else:
+            pairs.append(TrainPair(name, hr, lr))
+        if progress is not None:
+            progress(i + 1, len(files))
+    if not pairs:
+        raise ValueError(
+            f"no training image is large enough for {patch}x{patch} LR patches at x{scale} "
+            f"({len(skipped)} skipped); lower data.patch"
+        )
+    return pairs, skipped
+
+
+def dihedral(image: np.ndarray, transform: int) -> np.ndarray:
+    """One of the 8 symmetries of the square applied to an ``H x W [x C]`` array (a view).
+
+    Bit 0 flips vertically, bit 1 horizontally, bit 2 transposes (after the flips);
+    ``transform = 0`` is the identity.
+    """
+    if not 0 <= transform < 8:
+        raise ValueError(f"dihedral transform must be in 0..7, got {transform}")
+    if transform & 1:
+        image = image[::-1]
+    if transform & 2:
+        image = image[:, ::-1]
+    if transform & 4:
+        image = image.swapaxes(0, 1)
+    return image
+
+
+class PatchDataset(Dataset):
+    """Random aligned (LR, HR) patches; item ``g`` is sample ``divmod(g, batch)`` = (it, k).
+
+    Items are ``(lr, hr)`` uint8 tensors ``(3, patch, patch)`` and
+    ``(3, patch * scale, patch * scale)``; the training loop converts them to float on its
+    device (a quarter of the inter-process traffic of float32).
+    """
+
+    def __init__(
+        self,
+        pairs: Sequence[TrainPair],
+        scale: int,
+        patch: int,
+        batch: int,
+        seed: int,
+        augment: bool = True,
+    ) -> None:
+        if not pairs:
+            raise ValueError("no training images")
+        self.pairs = list(pairs)
+        self.scale, self.patch, self.batch = scale, patch, batch
+        self.seed, self.augment = seed, augment
+
+    def __len__(self) -> int:
+        return len(self.pairs)  # nominal: indices are (iteration * batch + k), unbounded
+
+    def sample_params(self, iteration: int, k: int) -> tuple[int, int, int, int]:
+        """``(image index, LR top, LR left, dihedral transform)`` of sample ``(iteration, k)``."""
+        rng = np.random.default_rng([self.seed, iteration, k])
+        index = int(rng.integers(len(self.pairs)))
+        h, w = self.pairs[index].lr.shape[:2]
+        top = int(rng.integers(h - self.patch + 1))
+        left = int(rng.integers(w - self.patch + 1))
+        transform = int(rng.integers(8)) if self.augment else 0
+        return index, top, left, transform
+
+    def sample(self, iteration: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ``k``-th patch pair of the global batch of ``iteration``."""
+        index, top, left, transform = self.sample_params(iteration, k)
+        pair, p, s = self.pairs[index], self.patch, self.scale
+        lr = pair.lr[top : top + p, left : left + p]
+        hr = pair.hr[top * s : (top + p) * s, left * s : (left + p) * s]
+        lr, hr = dihedral(lr, transform), dihedral(hr, transform)
+        return (
+            torch.from_numpy(np.ascontiguousarray(lr.transpose(2, 0, 1))),
+            torch.from_numpy(np.ascontiguousarray(hr.transpose(2, 0, 1))),
+        )
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        iteration, k = divmod(int(index), self.batch)
+        return self.sample(iteration, k)
+
+
+class IterationBatchSampler(Sampler[list[int]]):
+    """Batches of dataset indices for iterations ``start .. stop - 1`` of one process.
+
+    The global batch of ``batch`` samples is split evenly over ``world_size`` processes:
+    process ``rank`` gets positions ``rank * b .. (rank + 1) * b - 1`` with
+    ``b = batch // world_size``.
+    """
+
+    def __init__(
+        self, batch: int, start: int, stop: int, rank: int = 0, world_size: int = 1
+    ) -> None:
+        if batch % world_size:
+            raise ValueError(f"global batch {batch} is not divisible by the {world_size} processes")
+        self.batch, self.start, self.stop = batch, start, stop
+        self.per_rank = batch // world_size
+        self.offset = rank * self.per_rank
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for iteration in range(self.start, self.stop):
+            base = iteration * self.batch + self.offset
+            yield list(range(base, base + self.per_rank))
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.start)
+
+
+def _worker_init(_: int) -> None:
+    torch.set_num_threads(1)
+
+
+def make_loader(
+    dataset: PatchDataset,
+    sampler: IterationBatchSampler,
+    *,
+    workers: int = 2,
+    prefetch: int = 4,
+    pin_memory: bool = False,
+) -> DataLoader:
+    """A DataLoader over ``sampler``'s batches (persistent workers, prefetching, ordered)."""
+    kwargs: dict = {}
+    if workers > 0:
+        kwargs.update(
+            persistent_workers=True,
+            prefetch_factor=prefetch,
+            worker_init_fn=_worker_init,
+        )
+    generator = torch.Generator().manual_seed(0)  # keep the global torch RNG untouched
+    return DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        num_workers=workers,
+        pin_memory=pin_memory,
+        generator=generator,
+        **kwargs,
+    )

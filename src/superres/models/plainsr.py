@@ -1,0 +1,54 @@
+"""PlainSR: the fast tier. A plain stack of 3x3 convolutions at LR resolution, one sub-pixel
+convolution and a nearest-neighbour image residual (the inference form of ECBSR, Zhang et al.,
+ACM MM 2021, and of ABPN).
+
+x -> conv3 (C) -> PReLU -> [conv3 (C) -> PReLU] x M -> conv3 (3 s^2) -> + repeat(x, s^2)
+  -> PixelShuffle(s) -> y
+
+Adding the input repeated ``s^2`` times before the shuffle adds its nearest-neighbour
+upsampling to the output, so the network only learns the residual detail. Every operation is
+a plain convolution or elementwise, which is what CPUs, ONNX runtimes and mobile NPUs run
+fastest.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from superres.models.registry import register_model
+
+
+@register_model(
+    "plainsr",
+    description="PlainSR: M 3x3 convs at LR, sub-pixel output, nearest residual (fast tier)",
+)
+class PlainSR(nn.Module):
+    """A plain convolutional SR network (the fast tier).
+
+    Args:
+        scale: 2, 3 or 4.
+        channels: Feature channels C.
+        n_convs: Hidden 3x3 convolutions M between the first and the last one.
+        in_channels: Image channels.
+    """
+
+    def __init__(
+        self, scale: int = 4, channels: int = 32, n_convs: int = 4, in_channels: int = 3
+    ) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [
+            nn.Conv2d(in_channels, channels, 3, padding=1),
+            nn.PReLU(channels),
+        ]
+        for _ in range(n_convs):
+            layers += [nn.Conv2d(channels, channels, 3, padding=1), nn.PReLU(channels)]
+        layers.append(nn.Conv2d(channels, in_channels * scale * scale, 3, padding=1))
+        self.body = nn.Sequential(*layers)
+        self.shuffle = nn.PixelShuffle(scale)
+        self.scale = scale
+        self.receptive_field = n_convs + 2
+
+    def forward(self, x: Tensor) -> Tensor:
+        residual = torch.repeat_interleave(x, self.scale * self.scale, dim=1)
+        return self.shuffle(self.body(x) + residual)

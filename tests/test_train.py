@@ -1,0 +1,294 @@
+"""Training: config, schedules, the loop, checkpoints that survive SIGKILL, NaN stop, DDP."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import safetensors.torch
+import torch
+import yaml
+
+from superres import train as tr
+from superres.checkpoint import load_checkpoint, save_checkpoint
+from superres.cli import main as cli_main
+from superres.config import ConfigError, config_from_dict, dump_config, load_config
+from superres.models import create_model
+
+from .test_data import make_folder
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    root = tmp_path_factory.mktemp("images")
+    train = make_folder(root / "train", [(40, 48), (56, 44), (36, 36), (20, 64)], seed=1)
+    val = make_folder(root / "val", [(24, 32), (28, 20)], seed=2)
+    return train, val
+
+
+def base_config(folders, output: Path, **top) -> dict:
+    train, val = folders
+    cfg = {
+        "model": {"arch": "espcn", "scale": 2, "hparams": {"n1": 16, "n2": 8}},
+        "data": {"train": [str(train)], "val": None, "patch": 12, "batch": 4, "workers": 0},
+        "optim": {"lr": 2e-3},
+        "schedule": {"name": "cosine", "warmup": 3},
+        "ema": {"decay": 0.9},
+        "iterations": 20,
+        "log_every": 5,
+        "val_every": 0,
+        "checkpoint_every": 10,
+        "output": str(output),
+        "threads": 1,
+        "tensorboard": False,
+    }
+    for key, value in top.items():
+        section, _, name = key.partition("__")
+        if name:
+            cfg[section] = {**cfg.get(section, {}), name: value}
+        else:
+            cfg[key] = value
+    return cfg
+
+
+def run(cfg: dict, resume: bool = False) -> Path:
+    return tr.train(config_from_dict(cfg), resume=resume, progress=False)
+
+
+def state_tensors(run_dir: Path) -> dict[str, torch.Tensor]:
+    return safetensors.torch.load_file(str(run_dir / tr.STATE_FILE))
+
+
+def write_yaml(path: Path, cfg: dict) -> Path:
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+# --------------------------------------------------------------------------- config
+
+
+def test_config_validation_and_overrides(tmp_path, folders):
+    path = write_yaml(tmp_path / "c.yaml", base_config(folders, tmp_path / "run"))
+    cfg = load_config(path, ["model.hparams.n1=32", "optim.lr=5e-4", "data.train=[a, b]",
+                             "optim.grad_clip=1", "schedule.milestones=[10, 20]"])  # fmt: skip
+    assert cfg.model.hparams == {"n1": 32, "n2": 8}
+    assert cfg.optim.lr == 5e-4 and isinstance(cfg.optim.grad_clip, float)
+    assert cfg.data.train == ("a", "b") and cfg.schedule.milestones == (10, 20)
+    assert config_from_dict(yaml.safe_load(dump_config(cfg))) == cfg  # resolved YAML round-trips
+    bad = {
+        "optim.lrr=1": r"unknown key 'optim.lrr'; valid keys in optim: name, lr, betas",
+        "modell.arch=x": r"unknown key 'modell'; valid keys in config: model, data",
+        "model.hparams.n_feats=32": r"unknown key 'model.hparams.n_feats'; valid .* n1, n2",
+        "optim.lr=fast": r"optim.lr: expected float, got 'fast'",
+        "iterations=2.5": r"iterations: expected int",
+        "data.augment=1": r"data.augment: expected bool",
+        "optim.name=sgd": r"optim.name: expected 'adam' \| 'adamw'",
+        "optim.betas=[0.9]": r"optim.betas: expected list of 2 float",
+        "model.arch=nope": r"model.arch: unknown model 'nope'",
+        "ema.decay=1": r"ema.decay: must be in \[0, 1\)",
+        "data.train=[]": r"data.train: give at least one folder",
+        "schedule.warmup=20": r"schedule.warmup: must be in \[0, iterations\)",
+        "noequals": r"expected KEY=VALUE",
+    }
+    for override, message in bad.items():
+        with pytest.raises(ConfigError, match=message):
+            load_config(path, [override])
+    # the shipped example is valid and shows every section
+    example = load_config(REPO / "configs" / "example_espcn_x2.yaml")
+    raw = yaml.safe_load((REPO / "configs" / "example_espcn_x2.yaml").read_text())
+    assert set(raw) == set(yaml.safe_load(dump_config(example)))
+    assert example.data.val is not None and len(example.data.train) == 2
+
+
+def test_schedules_and_losses(tmp_path, folders):
+    cfg = config_from_dict(base_config(folders, tmp_path, iterations=101, optim__lr=1.0,
+                                       schedule={"warmup": 4, "min_lr": 0.1}))  # fmt: skip
+    lrs = [tr.learning_rate(cfg, i) for i in range(101)]
+    assert lrs[:4] == [0.25, 0.5, 0.75, 1.0] and lrs[4] == 1.0
+    assert lrs[-1] == pytest.approx(0.1) and all(
+        a >= b for a, b in zip(lrs[4:], lrs[5:], strict=False)
+    )
+    step = config_from_dict(base_config(folders, tmp_path, iterations=100, optim__lr=1.0,
+                                        schedule={"name": "multistep", "milestones": [10, 50],
+                                                  "gamma": 0.5}))  # fmt: skip
+    assert [tr.learning_rate(step, i) for i in (0, 9, 10, 49, 50, 99)] == [
+        1,
+        1,
+        0.5,
+        0.5,
+        0.25,
+        0.25,
+    ]
+    sr, hr = torch.zeros(10), torch.full((10,), 0.5)
+    assert tr.make_loss(cfg.loss)(sr, hr).item() == pytest.approx(0.5)  # l1
+    charbonnier = config_from_dict(base_config(folders, tmp_path, loss={"name": "charbonnier"}))
+    assert tr.make_loss(charbonnier.loss)(sr, hr).item() == pytest.approx(0.5, abs=1e-5)
+    assert tr.make_loss(charbonnier.loss)(hr, hr).item() == pytest.approx(1e-3)
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+def test_train_validate_export_and_log(tmp_path, folders):
+    out = tmp_path / "run"
+    cfg = base_config(folders, out, val_every=10, data__val=str(folders[1]), data__workers=1)
+    config_file = write_yaml(tmp_path / "c.yaml", cfg)
+    assert cli_main(["train", "--config", str(config_file), "-q"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        "best.safetensors", "config.yaml", "last.safetensors", "log.jsonl", "state.safetensors"
+    ]  # fmt: skip
+    assert load_config(out / "config.yaml") == load_config(config_file)
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [e["iteration"] for e in log] == [5, 10, 15, 20]
+    for key in ("loss", "lr", "grad_norm", "data_wait", "step_time"):
+        assert all(key in e for e in log)
+    assert "val" in log[1] and "val" in log[3] and "val" not in log[0]
+    assert set(log[3]["val"]["val"]) == {"psnr", "ssim"}
+    best = load_checkpoint(out / "best.safetensors")
+    last = load_checkpoint(out / "last.safetensors")
+    assert best.arch == "espcn" and best.scale == 2 and best.hparams["n1"] == 16
+    prov = last.metadata["provenance"]
+    assert prov["iterations"] == 20 and prov["weights"] == "ema"
+    assert prov["train_data"] == [str(folders[0].resolve())] and "hardware" in prov
+    assert prov["config"]["optim"]["lr"] == 2e-3 and prov["wall_time_s"] >= 0
+    assert last.metadata["metrics"]["val"]["iteration"] == 20
+    best_psnr = max(e["val"]["val"]["psnr"] for e in log if "val" in e)
+    assert best.metadata["metrics"]["val"]["psnr"] == best_psnr
+    # the exported weights are the EMA weights of the training state
+    state = state_tensors(out)
+    for name, tensor in last.module.state_dict().items():
+        assert torch.equal(tensor, state[f"ema.{name}"])
+    assert not torch.equal(state["ema.body.0.weight"], state["model.body.0.weight"])
+    # an existing run is not overwritten without --resume; --resume of a finished run is a no-op
+    assert cli_main(["train", "--config", str(config_file), "-q"]) == 2
+    assert cli_main(["train", "--config", str(config_file), "-q", "--resume"]) == 0
+    assert torch.equal(state_tensors(out)["model.body.0.weight"], state["model.body.0.weight"])
+
+
+def test_options_bf16_adamw_clip_multistep_no_ema(tmp_path, folders):
+    cfg = base_config(
+        folders, tmp_path / "run", iterations=6, bf16=True, ema={"decay": 0.0},
+        optim={"name": "adamw", "lr": 1e-3, "weight_decay": 0.01, "grad_clip": 0.05},
+        schedule={"name": "multistep", "milestones": [3]}, loss={"name": "charbonnier"},
+        model={"arch": "fsrcnn", "scale": 3, "hparams": {"d": 8, "s": 4, "m": 1}},
+    )  # fmt: skip
+    out = run(cfg)
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert log[-1]["lr"] == pytest.approx(5e-4)
+    assert load_checkpoint(out / "last.safetensors").metadata["provenance"]["weights"] == "raw"
+    assert not any(k.startswith("ema.") for k in state_tensors(out))
+
+
+def test_init_from_skips_mismatched_tensors(tmp_path, folders, capsys):
+    x2 = create_model("espcn", scale=2, n1=16, n2=8)
+    path = save_checkpoint(tmp_path / "x2.safetensors", x2)
+    x4 = create_model("espcn", scale=4, n1=16, n2=8)
+    loaded, skipped = tr.init_from_checkpoint(x4, path)
+    assert loaded == ["body.0.weight", "body.0.bias", "body.2.weight", "body.2.bias"]
+    assert skipped == ["body.4.weight (shape (12, 8, 3, 3) in file, (48, 8, 3, 3) in model)",
+                       "body.4.bias (shape (12,) in file, (48,) in model)"]  # fmt: skip
+    assert torch.equal(x4.body[0].weight, x2.body[0].weight)
+    cfg = base_config(folders, tmp_path / "run", iterations=1, init_from=str(path), schedule={},
+                      model={"arch": "espcn", "scale": 4, "hparams": {"n1": 16, "n2": 8}},
+                      data__patch=8)  # fmt: skip
+    tr.train(config_from_dict(cfg), progress=True)
+    assert "loaded 4 of 6 tensors; skipped body.4.weight" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="no such file"):
+        tr.init_from_checkpoint(x4, tmp_path / "missing.safetensors")
+
+
+def test_nan_stops_and_keeps_last_good_checkpoint(tmp_path, folders, capsys):
+    out = tmp_path / "run"
+    cfg = base_config(folders, out, iterations=30, checkpoint_every=5, debug_nan_at=12)
+    config_file = write_yaml(tmp_path / "c.yaml", cfg)
+    assert cli_main(["train", "--config", str(config_file), "-q"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"superres: error: loss is nan at iteration 13; training stopped (last good training "
+        f"state: {out / 'state.safetensors'} (iteration 10); try a lower optim.lr or set "
+        "optim.grad_clip)"
+    ]
+    assert tr.read_state_metadata(out / tr.STATE_FILE)["iteration"] == 10
+    state = state_tensors(out)
+    assert all(torch.isfinite(t).all() for k, t in state.items() if t.is_floating_point())
+    assert load_checkpoint(out / "last.safetensors").metadata["provenance"]["iterations"] == 10
+
+
+def test_resume_rejects_a_different_config(tmp_path, folders):
+    out = tmp_path / "run"
+    run(base_config(folders, out, iterations=5))
+    with pytest.raises(ConfigError, match=r"differs from the saved one in optim.lr"):
+        run(base_config(folders, out, iterations=10, optim__lr=1e-4), resume=True)
+    run(base_config(folders, out, iterations=10, data__workers=1), resume=True)
+    assert tr.read_state_metadata(out / tr.STATE_FILE)["iteration"] == 10
+
+
+def test_sigkill_then_resume_is_bit_exact(tmp_path, folders):
+    iterations = 150
+    common = dict(iterations=iterations, checkpoint_every=15, log_every=15,
+                  model={"arch": "espcn", "scale": 2, "hparams": {"n1": 32, "n2": 16}},
+                  data__patch=16)  # fmt: skip
+    reference = run(base_config(folders, tmp_path / "ref", **common))
+    out = tmp_path / "killed"
+    cfg = base_config(folders, out, **common, data__workers=1)
+    config_file = write_yaml(tmp_path / "c.yaml", cfg)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "superres", "train", "--config", str(config_file), "-q"],
+        env=env, start_new_session=True, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    state = out / tr.STATE_FILE
+    deadline = time.monotonic() + 120
+    while not state.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    running = proc.poll() is None
+    os.killpg(proc.pid, signal.SIGKILL)  # the trainer and its DataLoader worker
+    proc.wait()
+    assert running, proc.stderr.read().decode()
+    killed_at = tr.read_state_metadata(state)["iteration"]
+    assert 0 < killed_at < iterations
+    run(cfg, resume=True)
+    expected, resumed = state_tensors(reference), state_tensors(out)
+    assert expected.keys() == resumed.keys()
+    for name in expected:
+        assert torch.equal(expected[name], resumed[name]), name
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [e["iteration"] for e in log] == list(range(15, iterations + 1, 15))
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="no torch.distributed")
+def test_ddp_two_processes_match_one_and_resume(tmp_path, folders):
+    """2 gloo processes x per-rank batch 2 == 1 process x batch 4 (and DDP --resume works)."""
+    common = dict(iterations=8, checkpoint_every=4, schedule={"name": "constant"})
+    single = run(base_config(folders, tmp_path / "single", **common))
+    out = tmp_path / "ddp"
+    config_file = write_yaml(tmp_path / "c.yaml", base_config(folders, out, **common))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    base_cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                "--nproc_per_node", "2", "-m", "superres", "train", "--config", str(config_file),
+                "-q"]  # fmt: skip
+    first = subprocess.run([*base_cmd, "--set", "iterations=4"], env=env, capture_output=True)
+    assert first.returncode == 0, first.stderr.decode()[-3000:]
+    assert tr.read_state_metadata(out / tr.STATE_FILE)["world_size"] == 2
+    second = subprocess.run([*base_cmd, "--resume"], env=env, capture_output=True)
+    assert second.returncode == 0, second.stderr.decode()[-3000:]
+    expected, got = state_tensors(single), state_tensors(out)
+    for name in expected:
+        if name.startswith(("model.", "ema.")):
+            torch.testing.assert_close(got[name], expected[name], atol=1e-5, rtol=0)
+    assert tr.read_state_metadata(out / tr.STATE_FILE)["iteration"] == 8
+
+
+def test_global_batch_must_split_over_processes(tmp_path, folders, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    with pytest.raises(ConfigError, match="global batch 3 is not divisible by the 2 processes"):
+        run(base_config(folders, tmp_path / "run", data__batch=3))
