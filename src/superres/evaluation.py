@@ -118,7 +118,7 @@ def _hr_tensor(path: Path) -> torch.Tensor:
     image = read_image(path)
     if image.pixels.dtype != np.uint8:
         raise ValueError(f"{path}: benchmark images must be 8-bit, got {image.pixels.dtype}")
-    return torch.from_numpy(np.ascontiguousarray(image.pixels.transpose(2, 0, 1))).float() / 255
+    return torch.from_numpy(np.array(image.pixels.transpose(2, 0, 1))).float() / 255
 
 
 def evaluate_folder(

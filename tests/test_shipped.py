@@ -1,0 +1,45 @@
+"""The weights shipped in the package: floors on the benchmarks, metadata, cards, defaults."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import superres
+from superres import zoo
+from superres.checkpoint import read_checkpoint_metadata
+from tests.conftest import dataset
+
+# Issue floors (Y-channel PSNR, crop = scale): the published FSRCNN (fast) and VDSR (quality)
+# figures. One entry per shipped file; the test below also fails if a file is missing.
+FLOORS = {
+    ("fast", 2): {"Set5": 36.9},
+}
+MAX_PARAMS = {"fast": 100_000, "quality": 1_500_000}
+
+
+def test_every_expected_weights_file_is_shipped():
+    shipped = {(w.name, w.scale) for w in zoo.shipped_weights()}
+    assert set(FLOORS) <= shipped
+    assert shipped <= set(FLOORS), "a shipped file without a floor test"
+
+
+@pytest.mark.parametrize(("name", "scale"), sorted(FLOORS))
+def test_shipped_model_meets_its_floor_and_its_card(name, scale):
+    model = superres.load_model(name, scale=scale)
+    assert model.num_params <= MAX_PARAMS[name]
+    floors = FLOORS[(name, scale)]
+    result = superres.evaluate(model, [dataset(d) for d in floors], scale=scale)
+    meta = read_checkpoint_metadata(zoo.WEIGHTS_DIR / f"{name}_x{scale}.safetensors")
+    for ds, floor in floors.items():
+        measured = result.datasets[ds].psnr
+        assert measured >= floor, f"{name} x{scale} {ds}: {measured:.3f} < {floor}"
+        # the metadata (and so the model card) states what the evaluator measures now
+        assert measured == pytest.approx(meta["metrics"][ds]["psnr"], abs=2e-3)
+    prov = meta["provenance"]
+    assert prov["weights"] == "ema" and prov["iterations"] == prov["config"]["iterations"]
+    assert set(prov["train_data"]) == {"T91", "BSD200"}
+    card = (zoo.WEIGHTS_DIR / f"{name}.md").read_text()
+    assert f"`{name}_x{scale}.safetensors`" in card and prov["config_file"] in card
+    json.dumps(meta)  # plain JSON, no pickles
