@@ -54,10 +54,11 @@ def model_for_scale(
     if outscale is not None and (outscale <= 0 or not math.isfinite(outscale)):
         raise ValueError(f"outscale must be a positive number, got {outscale}")
     if not isinstance(model, SRModel):
-        name = model
-        if name is None or str(name) in zoo.available_names():
+        name = zoo.default_model_name() if model is None else str(model)
+        if name in zoo.available_names():
             target = 4.0 if outscale is None else outscale
-            candidates = [s for s in SCALES if s >= target - 1e-9] or [max(SCALES)]
+            have = sorted({w.scale for w in zoo.shipped_weights() if w.name == name}) or SCALES
+            candidates = [s for s in have if s >= target - 1e-9] or [max(have)]
             model = zoo.resolve(name, candidates[0])
             outscale = target
         else:

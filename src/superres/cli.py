@@ -116,15 +116,14 @@ def cmd_upscale(args: argparse.Namespace) -> int:
             skipped += 1
             tqdm.write(f"skipped {job.target}: exists (use --overwrite)", file=sys.stderr)
             continue
-        tiles = tqdm(
-            total=0, unit="tile", leave=False, disable=args.quiet or len(jobs) > 1,
-            dynamic_ncols=True,
-        )  # fmt: skip
+        tiles: list = []  # the tile bar, created when the first tile reports its total
 
-        def on_tile(n_done: int, n_total: int, _bar=tiles) -> None:
-            _bar.total = n_total
-            _bar.n = n_done
-            _bar.refresh()
+        def on_tile(n_done: int, n_total: int, tiles: list = tiles) -> None:
+            if not tiles:
+                tiles.append(tqdm(total=n_total, unit="tile", leave=False, dynamic_ncols=True,
+                                  disable=args.quiet or len(jobs) > 1 or n_total < 2))  # fmt: skip
+            tiles[0].n = n_done
+            tiles[0].refresh()
 
         try:
             image = io.read_image(job.source)
@@ -142,7 +141,8 @@ def cmd_upscale(args: argparse.Namespace) -> int:
             failed += 1
             tqdm.write(f"superres: error: {job.source}: out of memory", file=sys.stderr)
         finally:
-            tiles.close()
+            for bar_ in tiles:
+                bar_.close()
     bar.close()
     if not args.quiet:
         print(
