@@ -103,12 +103,12 @@ def write_card(name: str) -> Path:
         cores = hw.get("cpu_count", "?")
         hardware = f"{hw.get('processes', 1)}x {hw.get('device', '?')} ({cores} cores)"
         init = cfg.get("init_from")
-        config = p.get("config_file", "?") + (f" (init: `{Path(init).name}`)" if init else "")
+        config = f"`{p.get('config_file', '?')}`" + (f" (init `{Path(init).name}`)" if init else "")
         lines.append(
             f"| x{m['scale']} | `{f.name}` | {m.get('num_params', 0):,} | "
             f"{m.get('flops_per_output_pixel', 0) / 1e3:.1f} K | {p.get('iterations', '?'):,} | "
             f"{cfg.get('data', {}).get('batch', '?')} x {cfg.get('data', {}).get('patch', '?')}² | "
-            f"{p.get('wall_time_s', 0) / 3600:.1f} h | {hardware} | `{config}` |"
+            f"{p.get('wall_time_s', 0) / 3600:.1f} h | {hardware} | {config} |"
         )
     lines += [
         "",
