@@ -45,3 +45,12 @@ def test_shipped_model_meets_its_floor_and_its_card(name, scale):
     card = (zoo.WEIGHTS_DIR / f"{name}.md").read_text()
     assert f"`{name}_x{scale}.safetensors`" in card and prov["config_file"] in card
     json.dumps(meta)  # plain JSON, no pickles
+
+
+def test_a_shipped_name_wins_over_a_same_named_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "fast").write_text("not a checkpoint")
+    model = superres.load_model("fast", scale=2)
+    assert model.arch == "plainsr" and model.scale == 2
+    with pytest.raises(ValueError, match="fast_x9"):
+        superres.load_model("fast_x9")

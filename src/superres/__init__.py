@@ -22,6 +22,8 @@ _LAZY = {
     "SRModel": "superres.models",
     "create_model": "superres.models",
     "list_models": "superres.models",
+    "compress": "superres.codec",
+    "decompress": "superres.codec",
 }
 
 __all__ = ["__version__", *_LAZY]

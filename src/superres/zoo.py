@@ -79,7 +79,9 @@ def resolve(name_or_path: str | Path | None = None, scale: int | None = None) ->
         name_or_path = default_model_name()
     text = str(name_or_path)
     path = Path(text).expanduser()
-    if path.suffix == ".safetensors" or path.exists() or "/" in text:
+    named = text == "bicubic" or any(w.name == text for w in shipped_weights())
+    # A shipped name wins over a same-named file or folder in the working directory.
+    if not named and (path.suffix == ".safetensors" or path.exists() or "/" in text):
         model = load_checkpoint(path)
         if scale is not None and model.scale != scale:
             raise ValueError(f"{path}: the model is x{model.scale}, but x{scale} was asked for")

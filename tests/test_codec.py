@@ -1,0 +1,412 @@
+"""SR-assisted compression: codecs, the .srz container, compress/decompress, bpp, files."""
+
+from __future__ import annotations
+
+import struct
+import warnings
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+
+from superres import io, zoo
+from superres.codec import (
+    AUTO_SCALES,
+    MODELS,
+    ContainerError,
+    Header,
+    TargetBitrateWarning,
+    compress,
+    compress_detailed,
+    compress_file,
+    decompress,
+    decompress_file,
+    get_codec,
+    list_codecs,
+    model_hash,
+    pack,
+    unpack,
+)
+from superres.codec.container import HEADER_SIZE
+from superres.metrics import psnr_rgb
+
+CODECS = ("jpeg", "webp", "avif")
+PATTERN = Path(__file__).resolve().parents[1] / "examples" / "pattern.png"
+ICC = b"fake icc profile " * 3
+EXIF = b"Exif\x00\x00MM\x00*\x00\x00\x00\x08\x00\x00"
+
+
+def _gradient(h: int = 37, w: int = 45, channels: int = 3) -> np.ndarray:
+    """A smooth gradient with odd sides (so that scale 2 needs padding)."""
+    y, x = np.mgrid[0:h, 0:w]
+    rgb = np.stack([x * 255 // (w - 1), y * 255 // (h - 1), (x + y) * 255 // (h + w - 2)], -1)
+    return rgb[:, :, :channels].astype(np.uint8)
+
+
+def _bpp(data: bytes, image: np.ndarray) -> float:
+    return len(data) * 8 / (image.shape[0] * image.shape[1])
+
+
+def _raw_header(
+    magic=b"SRZ", version=1, width=45, height=37, channels=3, scale=1, codec_id=1,
+    model_id=0, model_hash=bytes(4), flags=0, length=10, crc=None,
+) -> bytes:  # fmt: skip
+    """A header with any field values and (unless given) a correct CRC."""
+    fields = struct.pack(
+        ">3sBIIBBBB4sBI", magic, version, width, height, channels, scale, codec_id, model_id,
+        model_hash, flags, length,
+    )  # fmt: skip
+    return fields + struct.pack(">I", zlib.crc32(fields) if crc is None else crc)
+
+
+@pytest.fixture(scope="module")
+def valid() -> bytes:
+    """A small valid file with ICC and EXIF sections (jpeg, scale 1)."""
+    return compress(io.Image(_gradient(), icc_profile=ICC, exif=EXIF), quality=50)
+
+
+# --------------------------------------------------------------------------- codecs
+
+
+def test_registry():
+    assert list_codecs() == list(CODECS)
+    for i, name in enumerate(CODECS, start=1):
+        assert get_codec(name).codec_id == i and get_codec(i).name == name
+    with pytest.raises(ValueError, match="unknown codec 'png'"):
+        get_codec("png")
+    with pytest.raises(ContainerError, match="unknown codec id 9"):
+        get_codec(9)
+
+
+@pytest.mark.parametrize("name", CODECS)
+@pytest.mark.parametrize("channels", [1, 3])
+def test_codec_round_trip_and_bare_payload(name, channels):
+    codec = get_codec(name)
+    pixels = _gradient(channels=channels)
+    data = codec.encode(pixels, 90)
+    for marker in (b"Exif", b"ICC_PROFILE", b"JFIF", b"XMP"):
+        assert marker not in data
+    if name == "webp":
+        assert data[12:16] == b"VP8 "  # simple lossy format, no VP8X extension chunk
+    out = codec.decode(data, pixels.shape[:2])
+    assert out.dtype == np.uint8 and out.shape[:2] == pixels.shape[:2]
+    assert psnr_rgb(codec.decode(data, pixels.shape[:2], channels=channels), pixels) > 30
+    assert codec.decode(data, pixels.shape[:2], channels=3).shape[2] == 3
+
+
+def test_jpeg_subsampling_444_is_larger():
+    codec, pixels = get_codec("jpeg"), _gradient()
+    assert len(codec.encode(pixels, 90, subsampling="4:4:4")) > len(codec.encode(pixels, 90))
+
+
+@pytest.mark.parametrize("name", CODECS)
+def test_codec_decode_refuses_other_size_or_format(name):
+    codec = get_codec(name)
+    data = codec.encode(_gradient(), 50)
+    with pytest.raises(ContainerError, match="payload is 45x37, the header says 44x37"):
+        codec.decode(data, (37, 44))
+    other = get_codec("webp" if name == "jpeg" else "jpeg")
+    with pytest.raises(ContainerError, match="is not a valid"):
+        other.decode(data, (37, 45))
+    with pytest.raises(ContainerError, match="payload is corrupt|is not a valid"):
+        codec.decode(data[: len(data) // 2], (37, 45))
+
+
+def test_codec_argument_errors():
+    pixels = _gradient()
+    with pytest.raises(ValueError, match="jpeg quality must be an integer 1..100, got 0"):
+        get_codec("jpeg").encode(pixels, 0)
+    with pytest.raises(ValueError, match="webp quality"):
+        get_codec("webp").encode(pixels, 101)
+    with pytest.raises(ValueError, match="always 4:2:0"):
+        get_codec("webp").encode(pixels, 50, subsampling="4:4:4")
+    with pytest.raises(ValueError, match="has no option speed"):
+        get_codec("avif").encode(pixels, 50, speed=3)
+    with pytest.raises(ValueError, match="subsampling must be"):
+        get_codec("jpeg").encode(pixels, 50, subsampling="4:1:1")
+    with pytest.raises(ValueError, match="uint8"):
+        get_codec("jpeg").encode(pixels.astype(np.uint16), 50)
+
+
+# --------------------------------------------------------------------------- container
+
+
+@pytest.mark.parametrize(("icc", "exif"), [(None, None), (ICC, None), (None, EXIF), (ICC, EXIF)])
+def test_container_round_trip(icc, exif):
+    header = Header(45, 37, 3, 2, 2, model_id=1, model_hash=b"\x01\x02\x03\x04")
+    payload = b"payload bytes"
+    data = pack(header, payload, icc, exif)
+    sections = sum(4 + len(s) for s in (icc, exif) if s)
+    assert len(data) == HEADER_SIZE + sections + len(payload) and HEADER_SIZE == 29
+    assert unpack(data) == (header, payload, icc, exif)
+    assert header.lr_size == (19, 23) and header.codec == "webp" and header.model == "bicubic"
+
+
+def test_pack_refuses_invalid_headers():
+    with pytest.raises(ContainerError, match="empty payload|payload of 0 bytes"):
+        pack(Header(4, 4, 3, 1, 1), b"")
+    with pytest.raises(ContainerError, match="scale 1 with model id 1"):
+        pack(Header(4, 4, 3, 1, 1, model_id=1), b"x")
+    with pytest.raises(ContainerError, match="non-zero model hash"):
+        pack(Header(4, 4, 3, 2, 1, model_hash=b"abcd"), b"x")
+
+
+def test_every_truncation_is_an_error(valid):
+    for n in range(len(valid)):
+        with pytest.raises(ContainerError):
+            unpack(valid[:n])
+
+
+def _with(valid: bytes, **fields) -> bytes:
+    """``valid`` with header fields replaced (and a recomputed CRC unless ``crc`` is given)."""
+    magic, version, w, h, c, s, codec, model, digest, flags, length = struct.unpack(
+        ">3sBIIBBBB4sBI", valid[:25]
+    )
+    current = dict(
+        magic=magic, version=version, width=w, height=h, channels=c, scale=s, codec_id=codec,
+        model_id=model, model_hash=digest, flags=flags, length=length,
+    )  # fmt: skip
+    return _raw_header(**{**current, **fields}) + valid[HEADER_SIZE:]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: b"PNG" + d[3:], "bad magic"),
+        (lambda d: _with(d, version=2), "unsupported .srz version 2"),
+        (lambda d: d[:25] + bytes([d[25] ^ 1]) + d[26:], "header checksum mismatch"),
+        (lambda d: d[:5] + bytes([d[5] ^ 1]) + d[6:], "header checksum mismatch"),
+        (lambda d: _with(d, codec_id=9), "unknown codec id 9"),
+        (lambda d: _with(d, model_id=9), "model id 9, which this installation does not know"),
+        (lambda d: _with(d, flags=0x07), "unknown flag bits 0x07"),
+        (lambda d: _with(d, width=0), "invalid image size 0x37"),
+        (lambda d: _with(d, width=100_000, height=100_000), "over the limit"),
+        (lambda d: _with(d, channels=2), "invalid channel count 2"),
+        (lambda d: _with(d, scale=5), "invalid scale 5"),
+        (lambda d: _with(d, scale=2, model_id=0, model_hash=b"abcd"), "non-zero model hash"),
+        (lambda d: _with(d, length=struct.unpack(">I", d[21:25])[0] + 1), "truncated payload"),
+        (lambda d: _with(d, length=0), "empty payload"),
+        (lambda d: d + b"\x00", "1 trailing bytes after the payload"),
+        (lambda d: _with(d, flags=0), "trailing bytes"),  # sections read as payload
+        (lambda d: d[:29] + b"\xff\xff\xff\xff" + d[33:], "ICC section of 4294967295 bytes runs"),
+        (lambda d: d[:29] + b"\x00\x00\x00\x00" + d[33:], "empty ICC section"),
+    ],
+)
+def test_corruptions_are_container_errors(valid, change, message):
+    data = change(valid)
+    with pytest.raises(ContainerError, match=message) as info:
+        decompress(data)
+    assert "\n" not in str(info.value)
+
+
+def test_pixel_limit(valid, monkeypatch):
+    assert unpack(valid, max_pixels=45 * 37)[0].width == 45
+    with pytest.raises(ContainerError, match="over the limit of 100"):
+        unpack(valid, max_pixels=100)
+    monkeypatch.setenv("SUPERRES_MAX_PIXELS", "1000")
+    with pytest.raises(ContainerError, match="SUPERRES_MAX_PIXELS"):
+        decompress(valid)
+
+
+def test_huge_claimed_size_in_a_tiny_file():
+    data = _raw_header(width=100_000, height=100_000, length=1) + b"x"
+    with pytest.raises(ContainerError, match="100000x100000 = 10000000000 pixels, over the limit"):
+        decompress(data)
+    # Under the limit, the lie is caught from the payload's own header, before decoding.
+    small = compress(_gradient(), codec="webp", quality=50)
+    with pytest.raises(ContainerError, match="the header says 9000x9000"):
+        decompress(_with(small, width=9000, height=9000))
+
+
+def test_model_hash_mismatch_and_unknown_model():
+    data = compress(_gradient(), scale=2, model="bicubic", quality=80)
+    assert unpack(data)[0].model_hash == model_hash(zoo.resolve("bicubic", 2))
+    with pytest.raises(
+        ContainerError, match=r"compressed with model 'bicubic' x2 \(hash 00c0ffee\)"
+    ):
+        decompress(_with(data, model_hash=bytes.fromhex("00c0ffee")))
+    unknown = max(MODELS) + 1
+    with pytest.raises(ContainerError, match=f"model id {unknown}, which this installation"):
+        decompress(_with(data, model_id=unknown))
+
+
+def test_missing_model_weights():
+    data = compress(_gradient(), scale=2, model="bicubic", quality=80)
+    reserved = _with(data, model_id=4)  # codec_x2: reserved, no weights shipped
+    with pytest.raises(ContainerError, match="model 'codec_x2' x2 .* has no such weights"):
+        decompress(reserved)
+
+
+# --------------------------------------------------------------------------- compress
+
+
+@pytest.mark.parametrize("codec", CODECS)
+@pytest.mark.parametrize(("scale", "model"), [(1, None), (2, "lanczos"), (2, "bicubic")])
+def test_round_trip(codec, scale, model):
+    image = _gradient()
+    result = compress_detailed(image, codec=codec, quality=90, scale=scale, model=model)
+    header = unpack(result.data)[0]
+    assert (header.scale, header.model, header.codec) == (scale, model or "lanczos", codec)
+    out = decompress(result.data)
+    assert out.pixels.shape == image.shape and out.pixels.dtype == np.uint8
+    assert psnr_rgb(out.pixels, image) > 30
+    assert result.bpp == _bpp(result.data, image)
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_grey_stays_grey(codec):
+    grey = _gradient(channels=1)
+    data = compress(grey, codec=codec, quality=90, scale=2, model="lanczos")
+    out = decompress(data)
+    assert unpack(data)[0].channels == 1 and out.pixels.shape == grey.shape and out.mode == "L"
+    assert psnr_rgb(out.pixels, grey) > 30
+
+
+def test_shipped_network_round_trip():
+    if not any(w.name == "fast" and w.scale == 2 for w in zoo.shipped_weights()):
+        pytest.skip("fast x2 weights not shipped")
+    image = _gradient()
+    data = compress(image, scale=2, model="fast", quality=90)
+    header = unpack(data)[0]
+    assert header.model == "fast" and header.model_hash == model_hash(zoo.resolve("fast", 2))
+    assert psnr_rgb(decompress(data, device="cpu").pixels, image) > 30
+
+
+def test_default_model_is_the_best_shipped_tier():
+    for scale in (2, 3, 4):
+        shipped = {w.name for w in zoo.shipped_weights() if w.scale == scale}
+        expected = next((n for n in ("quality", "fast") if n in shipped), "bicubic")
+        data = compress(_gradient(), scale=scale, quality=50)
+        assert unpack(data)[0].model == expected
+    assert unpack(compress(_gradient(), quality=50))[0].model == "lanczos"  # scale 1
+
+
+def test_scale_keeps_geometry():
+    """Mirror padding + exact 1/s + crop: no shift, even with sides not divisible by s.
+
+    (Shrinking 37 columns straight to ceil(37/s) and cropping the x s result would move this
+    edge right by 0.8, 1.5 and 2.9 pixels at x2, x3, x4.)
+    """
+    image = np.zeros((41, 37, 3), np.uint8)
+    image[:, 32:] = 255  # a vertical edge between columns 31 and 32, near the padded side
+    for scale in (2, 3, 4):
+        out = decompress(compress(image, codec="webp", quality=100, scale=scale, model="bicubic"))
+        column = out.pixels[:, :, 1].mean(axis=0)
+        i = int(np.argmax(column >= 127.5))
+        edge = i - 1 + (127.5 - column[i - 1]) / (column[i] - column[i - 1])
+        assert abs(edge - 31.5) < 0.4, (scale, edge)
+
+
+def test_pattern_png_and_pil_input():
+    pil = PILImage.open(PATTERN)
+    image = io.read_image(PATTERN)
+    for source in (pil, image):
+        out = decompress(compress(source, codec="avif", quality=80))
+        assert out.pixels.shape == image.pixels.shape
+
+
+def test_metadata_alpha_and_16_bit():
+    image = io.Image(_gradient(), icc_profile=ICC, exif=EXIF)
+    out = decompress(compress(image, quality=90))
+    assert out.icc_profile == ICC and out.exif == EXIF
+    rgba = np.dstack([_gradient(), np.full((37, 45), 255, np.uint8)])
+    assert decompress(compress(rgba)).pixels.shape == (37, 45, 3)  # opaque alpha is dropped
+    rgba[0, 0, 3] = 0
+    with pytest.raises(ValueError, match="does not store transparency"):
+        compress(rgba)
+    sixteen = _gradient().astype(np.uint16) * 257
+    a, b = compress(sixteen, quality=90), compress(_gradient(), quality=90)
+    assert a == b  # 16-bit input is rounded to exactly the 8-bit levels
+
+
+def test_argument_errors():
+    image = _gradient()
+    with pytest.raises(ValueError, match="not both"):
+        compress(image, quality=50, target_bpp=1.0)
+    with pytest.raises(ValueError, match="needs target_bpp"):
+        compress(image, scale="auto")
+    with pytest.raises(ValueError, match="scale must be"):
+        compress(image, scale=8)
+    with pytest.raises(ValueError, match="unknown restoration model 'edsr'"):
+        compress(image, scale=2, model="edsr")
+    with pytest.raises(ValueError, match="nothing for 'bicubic' to do"):
+        compress(image, scale=1, model="bicubic")
+    with pytest.raises(ValueError, match="target_bpp must be a positive number"):
+        compress(image, target_bpp=0)
+
+
+# --------------------------------------------------------------------------- bitrate
+
+
+@pytest.mark.parametrize("codec", CODECS)
+@pytest.mark.parametrize("scale", [1, 2])
+def test_target_bpp_is_the_highest_quality_that_fits(codec, scale):
+    image = io.read_image(PATTERN).pixels[:64, :64]
+    target = 1.5
+    result = compress_detailed(image, codec=codec, target_bpp=target, scale=scale, model="lanczos")
+    assert result.met_target and result.bpp == _bpp(result.data, image) <= target
+    again = compress(image, codec=codec, quality=result.quality, scale=scale, model="lanczos")
+    assert again == result.data  # the encoders are deterministic
+    if result.quality < get_codec(codec).quality_range[1]:
+        up = compress(image, codec=codec, quality=result.quality + 1, scale=scale, model="lanczos")
+        assert _bpp(up, image) > target
+
+
+def test_target_bpp_below_the_lowest_quality_warns():
+    image = _gradient()
+    with pytest.warns(TargetBitrateWarning, match="even quality 1 needs"):
+        result = compress_detailed(image, codec="jpeg", target_bpp=0.01)
+    assert not result.met_target and result.quality == 1 and result.bpp > 0.01
+
+
+def test_auto_scale_keeps_the_best_psnr():
+    image = io.read_image(PATTERN).pixels[:64, :64]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # per-scale misses are not warned about
+        best = compress_detailed(image, codec="webp", target_bpp=0.5, scale="auto", model="bicubic")
+    assert best.scale in AUTO_SCALES and best.met_target and best.bpp <= 0.5
+    assert best.model == ("lanczos" if best.scale == 1 else "bicubic")
+    assert best.psnr == pytest.approx(psnr_rgb(decompress(best.data).pixels, image))
+    for scale in AUTO_SCALES:
+        model = "lanczos" if scale == 1 else "bicubic"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", TargetBitrateWarning)
+            other = compress_detailed(image, codec="webp", target_bpp=0.5, scale=scale, model=model)
+        if other.met_target:
+            assert psnr_rgb(decompress(other.data).pixels, image) <= best.psnr + 1e-9
+    with pytest.raises(ValueError, match="'codec_x4' has no weights for any scale > 1"):
+        compress(image, codec="webp", target_bpp=0.5, scale="auto", model="codec_x4")
+
+
+# --------------------------------------------------------------------------- files
+
+
+def test_files(tmp_path):
+    src = tmp_path / "in.png"
+    io.write_image(src, io.Image(_gradient()))
+    srz, png = tmp_path / "a.srz", tmp_path / "a.png"
+    result = compress_file(src, srz, codec="webp", quality=90, scale=2, model="lanczos")
+    assert srz.read_bytes() == result.data
+    with pytest.raises(io.ImageError, match="output exists"):
+        compress_file(src, srz, quality=10)
+    assert srz.read_bytes() == result.data
+    compress_file(src, srz, quality=10, overwrite=True)
+    assert srz.read_bytes() != result.data
+    image = decompress_file(srz, png)
+    assert io.read_image(png).pixels.shape == image.pixels.shape == (37, 45, 3)
+    with pytest.raises(io.ImageError, match="output exists"):
+        decompress_file(srz, png)
+    decompress_file(srz, png, overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "a.srz", "in.png"]
+
+
+def test_decompressing_a_bad_file_writes_nothing(tmp_path):
+    bad = tmp_path / "bad.srz"
+    bad.write_bytes(compress(_gradient(), quality=50)[:-10])
+    with pytest.raises(ContainerError, match=r"bad\.srz: truncated payload"):
+        decompress_file(bad, tmp_path / "out.png")
+    with pytest.raises(io.ImageError, match="no such file"):
+        decompress_file(tmp_path / "missing.srz", tmp_path / "out.png")
+    assert [p.name for p in tmp_path.iterdir()] == ["bad.srz"]  # no output, no temp file
