@@ -199,6 +199,170 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --------------------------------------------------------------------------- compress
+
+
+def _scale_arg(text: str) -> int | str:
+    if text == "auto":
+        return text
+    if text not in ("1", "2", "3", "4"):
+        raise argparse.ArgumentTypeError(f"expected 1, 2, 3, 4 or auto, got {text}")
+    return int(text)
+
+
+def cmd_compress(args: argparse.Namespace) -> int:
+    import warnings
+
+    from superres import codec, engine, io
+
+    engine.set_threads(args.threads)
+    if (args.quality is None) == (args.target_bpp is None):
+        raise UsageError("give exactly one of --quality Q or --target-bpp B")
+    if args.scale == "auto" and args.target_bpp is None:
+        raise UsageError("--scale auto needs --target-bpp")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", codec.TargetBitrateWarning)
+        try:
+            result = codec.compress_file(
+                args.input, args.output, codec=args.codec, quality=args.quality,
+                target_bpp=args.target_bpp, scale=args.scale, model=args.model,
+                subsampling=args.subsampling, overwrite=args.overwrite,
+            )  # fmt: skip
+        except io.ImageError as err:
+            _error(str(err))
+            return EXIT_FAILED
+        except ValueError as err:  # bad settings for this image (alpha, model, ...)
+            _error(f"{args.input}: {' '.join(str(err).split())}")
+            return EXIT_FAILED
+    for warning in caught:
+        if issubclass(warning.category, codec.TargetBitrateWarning):
+            print(f"superres: warning: {warning.message}", file=sys.stderr)
+    if not args.quiet:
+        model = f", restored by {result.model}" if result.scale > 1 else ""
+        print(
+            f"{args.output}: {len(result.data):,} bytes, {result.bpp:.4f} bpp "
+            f"({result.codec} quality {result.quality}, x{result.scale}{model})"
+        )
+    return EXIT_OK
+
+
+def cmd_decompress(args: argparse.Namespace) -> int:
+    from superres import codec, engine, io
+
+    engine.set_threads(args.threads)
+    try:
+        image = codec.decompress_file(
+            args.input, args.output, overwrite=args.overwrite, device=args.device
+        )
+    except (io.ImageError, codec.ContainerError) as err:
+        _error(str(err))
+        return EXIT_FAILED
+    if not args.quiet:
+        h, w = image.pixels.shape[:2]
+        print(f"{args.output}: {w}x{h}")
+    return EXIT_OK
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text}") from None
+
+
+def _window(text: str) -> tuple[float, float]:
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LOW,HIGH in bpp, got {text}") from None
+    if not 0 <= low < high:
+        raise argparse.ArgumentTypeError(f"expected 0 <= LOW < HIGH, got {text}")
+    return low, high
+
+
+def cmd_rd(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from superres import engine
+    from superres.codec import rd
+    from superres.io import atomic_write_bytes
+
+    engine.set_threads(args.threads)
+    if not Path(args.data).is_dir():
+        raise UsageError(f"{args.data}: not a folder")
+    if any(s not in (1, 2, 3, 4) for s in args.scales) or not args.scales:
+        raise UsageError(f"--scales must be a subset of 1,2,3,4, got {args.scales}")
+    if 1 not in args.scales:
+        args.scales = [1, *args.scales]  # the reference of every BD-rate
+    if args.plot and args.plot.suffix.lower() not in (".png", ".svg", ".pdf"):
+        raise UsageError(f"{args.plot}: the plot must be .png, .svg or .pdf")
+    images = rd.load_images(args.data)
+    if not images:
+        raise UsageError(f"{args.data}: no images")
+    model_names = args.models.split(",") if args.models else [None]
+    curves = []
+    for scale in sorted(set(args.scales)):
+        for model in model_names if scale > 1 else [None]:
+            label = f"{args.codec} x{scale}" + (f" + {model}" if model and scale > 1 else "")
+            bar = tqdm(desc=label, unit="enc", leave=False, disable=args.quiet)
+
+            def progress(done: int, total: int, bar: tqdm = bar) -> None:
+                bar.total = total
+                bar.update(done - bar.n)
+
+            try:
+                curves.append(rd.rd_curve(images, args.codec, scale, args.qualities,
+                                          model=model, progress=progress))  # fmt: skip
+            except ValueError as err:
+                raise UsageError(" ".join(str(err).split())) from None
+            finally:
+                bar.close()
+    reference = curves[0]
+    primary = next((c.model for c in curves if c.scale > 1), None)  # the first restorer
+    front = rd.pareto_front([c for c in curves if c.scale == 1 or c.model == primary])
+    low, high = args.bpp_window
+    print(f"{args.data}: {len(images)} images, codec {args.codec}")
+    bd: dict[str, float | None] = {}
+    for curve in [*curves, front]:
+        print(f"\n{curve.name}")
+        print(
+            f"  {'quality':>7} {'bpp':>7} {'PSNR-RGB':>9} {'MS-SSIM':>8} {'enc s':>6} {'dec s':>6}"
+        )
+        for p in curve.points:
+            print(f"  {p.quality:>7} {p.bpp:>7.4f} {p.psnr:>9.3f} {p.ms_ssim:>8.4f} "
+                  f"{p.encoding_time:>6.3f} {p.decoding_time:>6.3f}")  # fmt: skip
+        if curve is reference:
+            continue
+        try:
+            value, (p_low, p_high) = rd.bd_rate(
+                [(p.bpp, p.psnr) for p in reference.points],
+                [(p.bpp, p.psnr) for p in curve.points],
+                args.bpp_window,
+            )
+            bd[curve.name] = value
+            print(f"  BD-rate vs {reference.name}, {low:g}-{high:g} bpp "
+                  f"({p_low:.2f}-{p_high:.2f} dB): {value:+.1f} %")  # fmt: skip
+        except ValueError as err:
+            bd[curve.name] = None
+            print(f"  BD-rate vs {reference.name}: not measurable ({err})")
+    if args.json:
+        description = (
+            f"superres rd on {args.data} ({len(images)} images), codec {args.codec}; the "
+            f"best operating point per bitrate among scales {', '.join(map(str, args.scales))}"
+        )
+        payload = rd.to_compressai(front, description)
+        payload["curves"] = [rd.to_compressai(c) for c in curves]
+        payload["bd_rate"] = {"reference": reference.name, "bpp_window": [low, high],
+                              "percent": bd}  # fmt: skip
+        atomic_write_bytes(args.json, (json.dumps(payload, indent=2) + "\n").encode())
+    if args.plot:
+        try:
+            rd.plot([*curves, front], args.plot, title=f"{Path(args.data).name}, {args.codec}")
+        except ImportError as err:
+            raise UsageError(str(err)) from None
+    return EXIT_OK
+
+
 # --------------------------------------------------------------------------- models
 
 
@@ -337,6 +501,54 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--per-image", action="store_true", help="include per-image scores in JSON")
     common(ev)
     ev.set_defaults(func=cmd_eval)
+
+    co = sub.add_parser("compress", help="compress an image to .srz (codec + super-resolution)")
+    co.add_argument("input", metavar="INPUT", help="image file")
+    co.add_argument("-o", "--output", required=True, help="output .srz file")
+    co.add_argument("--codec", "-c", default="jpeg", choices=("jpeg", "webp", "avif"))
+    co.add_argument("--quality", "-q", type=int, default=None, help="codec quality")
+    co.add_argument("--target-bpp", type=_positive_float, default=None, metavar="B",
+                    help="highest quality whose whole file fits B bits per pixel")  # fmt: skip
+    co.add_argument("--scale", "-s", type=_scale_arg, default=1,
+                    help="1 (plain codec), 2, 3, 4 or auto (best PSNR at the target)")  # fmt: skip
+    co.add_argument("--model", "-m", default=None,
+                    help="restoration model: lanczos, bicubic, fast, quality, codec_x2, "
+                         "codec_x4 (default: the best shipped for the scale)")  # fmt: skip
+    co.add_argument("--subsampling", choices=("4:2:0", "4:4:4"), default=None,
+                    help="chroma subsampling for jpeg/avif (default 4:2:0)")  # fmt: skip
+    co.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    co.add_argument("--threads", type=_positive_int, default=None, help="CPU threads")
+    co.add_argument("--quiet", action="store_true", help="print nothing on success")
+    co.set_defaults(func=cmd_compress)
+
+    de = sub.add_parser("decompress", help="restore an image from an .srz file")
+    de.add_argument("input", metavar="INPUT", help=".srz file")
+    de.add_argument("-o", "--output", required=True, help="output image (format from extension)")
+    de.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    de.add_argument("--device", default=None, help="cpu, cuda, mps (default: automatic)")
+    de.add_argument("--threads", type=_positive_int, default=None, help="CPU threads")
+    de.add_argument("--quiet", "-q", action="store_true", help="print nothing on success")
+    de.set_defaults(func=cmd_decompress)
+
+    rdp = sub.add_parser("rd", help="rate-distortion curves and BD-rate of .srz on a folder")
+    rdp.add_argument("--data", required=True, metavar="DIR", help="folder of images (Kodak24)")
+    rdp.add_argument("--codec", "-c", default="jpeg", choices=("jpeg", "webp", "avif"))
+    rdp.add_argument("--scales", type=_int_list, default=[1, 2, 4],
+                     help="comma-separated scales; 1 (full size) is the reference")  # fmt: skip
+    rdp.add_argument("--models", default=None,
+                     help="comma-separated restorers for scales > 1 (default: the best shipped; "
+                          "add lanczos to compare)")  # fmt: skip
+    rdp.add_argument("--qualities", type=_int_list, default=None,
+                     help="codec qualities (default: a dense set per codec)")  # fmt: skip
+    rdp.add_argument("--bpp-window", type=_window, default=(0.1, 0.4), metavar="LOW,HIGH",
+                     help="bpp range of the BD-rate (default 0.1,0.4)")  # fmt: skip
+    rdp.add_argument("--json", type=Path, default=None, metavar="FILE",
+                     help="write CompressAI-style JSON")  # fmt: skip
+    rdp.add_argument("--plot", type=Path, default=None, metavar="FILE",
+                     help="write a PSNR-bpp plot (.png/.svg/.pdf; needs matplotlib)")  # fmt: skip
+    rdp.add_argument("--threads", type=_positive_int, default=None, help="CPU threads")
+    rdp.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    rdp.set_defaults(func=cmd_rd)
 
     mo = sub.add_parser("models", help="list architectures and shipped weights")
     mo.add_argument("--json", action="store_true", help="print JSON")

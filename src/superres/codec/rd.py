@@ -1,0 +1,289 @@
+"""Rate-distortion evaluation of SR-assisted compression, and the Bjøntegaard delta rate.
+
+For every image of a folder, every curve (a scale and a restoration model) and every codec
+quality, the image is compressed to a complete ``.srz`` file, decoded and restored exactly
+as :func:`superres.codec.decompress` does, and scored on its 8-bit output:
+
+* **bpp**: all bytes of the ``.srz`` file x 8 / original pixel count (container header and
+  metadata included; test images carry no ICC/EXIF);
+* **psnr-rgb**: PSNR over the three RGB channels at peak 255, no border crop;
+* **ms-ssim-rgb**: 5-scale MS-SSIM on RGB in [0, 1] (:func:`superres.metrics.ms_ssim`);
+* **encoding/decoding time**: seconds per image (downscale + encode + pack; unpack +
+  decode + restore), on this process's threads.
+
+Each quality point is averaged over the images, the way CompressAI reports codecs, and
+:func:`to_compressai` writes a curve in CompressAI's JSON shape. :func:`bd_rate` is the
+Bjøntegaard delta rate (VCEG-M33): a cubic fit of log-rate as a function of PSNR for both
+curves, integrated over the PSNR interval where both curves lie inside a stated bpp window.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from superres import io
+from superres.codec import api, container, models
+from superres.codec.base import get_codec
+from superres.metrics import ms_ssim, psnr_rgb
+
+__all__ = [
+    "DEFAULT_QUALITIES",
+    "Curve",
+    "RDPoint",
+    "bd_rate",
+    "load_images",
+    "pareto_front",
+    "rd_curve",
+    "to_compressai",
+]
+
+#: Default quality points per codec: dense where the bitrates of interest (< 1 bpp) are.
+DEFAULT_QUALITIES: dict[str, tuple[int, ...]] = {
+    "jpeg": (3, 5, 8, 10, 12, 15, 20, 25, 30, 40, 50, 60, 75, 90),
+    "webp": (0, 5, 10, 15, 20, 25, 30, 40, 50, 60, 70, 80, 90),
+    "avif": (0, 10, 20, 30, 40, 50, 55, 60, 65, 70, 75, 80, 90),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class RDPoint:
+    """One quality setting, averaged over the images."""
+
+    quality: int
+    bpp: float
+    psnr: float
+    ms_ssim: float
+    encoding_time: float
+    decoding_time: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Curve:
+    """A rate-distortion curve: one codec at one scale with one restorer."""
+
+    codec: str
+    scale: int
+    model: str
+    points: tuple[RDPoint, ...]
+
+    @property
+    def name(self) -> str:
+        if self.scale == 0:  # a Pareto front (see pareto_front)
+            return f"{self.codec} {self.model}"
+        if self.scale == 1:
+            return f"{self.codec} (full resolution)"
+        return f"{self.codec} x{self.scale} + {self.model}"
+
+    def column(self, field: str) -> list[float]:
+        return [getattr(p, field) for p in self.points]
+
+
+def load_images(folder: str | Path) -> list[tuple[str, np.ndarray]]:
+    """``(name, H x W x 3 uint8)`` of every image in ``folder`` (grey becomes RGB)."""
+    from superres.evaluation import list_images
+
+    images = []
+    for path in list_images(folder):
+        image = io.read_image(path)
+        pixels = image.pixels
+        if pixels.dtype != np.uint8:
+            pixels = ((pixels.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+        if pixels.shape[2] == 1:
+            pixels = np.repeat(pixels, 3, axis=2)
+        images.append((path.name, np.ascontiguousarray(pixels)))
+    return images
+
+
+def rd_curve(
+    images: Sequence[tuple[str, np.ndarray]],
+    codec: str,
+    scale: int,
+    qualities: Sequence[int] | None = None,
+    *,
+    model: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Curve:
+    """Measure one curve: ``codec`` at ``scale``, restored by ``model``, at ``qualities``.
+
+    Args:
+        images: From :func:`load_images` (RGB uint8).
+        codec: Codec name.
+        scale: 1 (the codec at full resolution) or 2..4.
+        qualities: Codec qualities (default :data:`DEFAULT_QUALITIES`).
+        model: Restorer name for scale > 1 (default: as :func:`~superres.codec.compress`).
+        progress: Called with ``(done, total)`` after every encode/decode.
+    """
+    chosen = get_codec(codec)
+    qualities = tuple(qualities or DEFAULT_QUALITIES[chosen.name])
+    for q in qualities:
+        chosen.check_quality(q)
+    if not images:
+        raise ValueError("no images to measure")
+    net, name, digest = api._restorer(model if scale > 1 else None, scale)
+    rows = np.zeros((len(qualities), 5))  # bpp, psnr, ms-ssim, enc time, dec time
+    total, done = len(images) * len(qualities), 0
+    for image_name, pixels in images:
+        h, w, channels = pixels.shape
+        if min(h, w) < 161:
+            raise ValueError(f"{image_name} is {w}x{h}: MS-SSIM needs at least 161 pixels a side")
+        header = container.Header(
+            width=w, height=h, channels=channels, scale=scale, codec_id=chosen.codec_id,
+            model_id=models.model_id(name), model_hash=digest,
+        )  # fmt: skip
+        start = time.perf_counter()
+        lr = pixels if scale == 1 else api._downscale(pixels, scale)
+        downscale_time = time.perf_counter() - start
+        for i, q in enumerate(qualities):
+            start = time.perf_counter()
+            data = container.pack(header, chosen.encode(lr, q))
+            encoded = time.perf_counter()
+            parsed, payload, _, _ = container.unpack(data, max_pixels=h * w)
+            decoded = api._decode_pixels(parsed, payload, net)
+            finished = time.perf_counter()
+            rows[i] += (
+                len(data) * 8 / (h * w),
+                psnr_rgb(decoded, pixels),
+                ms_ssim(decoded, pixels),
+                encoded - start + downscale_time,
+                finished - encoded,
+            )
+            done += 1
+            if progress is not None:
+                progress(done, total)
+    rows /= len(images)
+    points = tuple(RDPoint(q, *map(float, row)) for q, row in zip(qualities, rows, strict=True))
+    return Curve(chosen.name, scale, name, points)
+
+
+def pareto_front(curves: Sequence[Curve]) -> Curve:
+    """The best operating points of several curves of one codec: each point of the result
+    has a higher PSNR than every point with fewer bits (choose the scale per bitrate)."""
+    if not curves:
+        raise ValueError("no curves")
+    tagged = sorted(
+        ((p, c) for c in curves for p in c.points), key=lambda pc: (pc[0].bpp, -pc[0].psnr)
+    )
+    front: list[RDPoint] = []
+    for point, _ in tagged:
+        if not front or point.psnr > front[-1].psnr:
+            front.append(point)
+    scales = "/".join(f"x{c.scale}" for c in sorted(curves, key=lambda c: c.scale))
+    models_used = "/".join(dict.fromkeys(c.model for c in curves if c.scale > 1))
+    return Curve(curves[0].codec, 0, f"best of {scales} ({models_used})", tuple(front))
+
+
+def _psnr_at(points: Sequence[tuple[float, float]], bpp: float) -> float:
+    """PSNR at ``bpp`` by linear interpolation in log-rate (points sorted by rate)."""
+    rates = np.log([r for r, _ in points])
+    return float(np.interp(math.log(bpp), rates, [d for _, d in points]))
+
+
+def bd_rate(
+    reference: Sequence[tuple[float, float]],
+    test: Sequence[tuple[float, float]],
+    window: tuple[float, float] | None = None,
+) -> tuple[float, tuple[float, float]]:
+    """Bjøntegaard delta rate of ``test`` against ``reference``, in percent.
+
+    Args:
+        reference, test: ``(bpp, psnr)`` points of each curve.
+        window: ``(low, high)`` bpp: the integration runs over the PSNR interval where both
+            curves lie between ``low`` and ``high`` bpp (and within their measured points).
+            None: their whole overlap.
+
+    Returns:
+        ``(bd_rate_percent, (psnr_low, psnr_high))``; negative means ``test`` needs fewer
+        bits for the same PSNR.
+
+    Raises:
+        ValueError: fewer than two points in the window, or no PSNR overlap.
+    """
+    low, high = window or (0.0, math.inf)
+    if not 0 <= low < high:
+        raise ValueError(f"invalid bpp window {window}")
+    fits, intervals = [], []
+    for label, points in (("reference", reference), ("test", test)):
+        points = sorted((float(r), float(d)) for r, d in points if r > 0)
+        points = [p for i, p in enumerate(points) if i == 0 or p[1] > max(d for _, d in points[:i])]
+        rates = [r for r, _ in points]
+        if len(points) < 2:
+            raise ValueError(f"the {label} curve has fewer than 2 increasing points")
+        lo, hi = max(low, rates[0]), min(high, rates[-1])
+        if lo >= hi:
+            raise ValueError(
+                f"the {label} curve ({rates[0]:.3f}..{rates[-1]:.3f} bpp) has nothing in the "
+                f"window {low}..{high} bpp"
+            )
+        intervals.append((_psnr_at(points, lo), _psnr_at(points, hi)))
+        # Fit on the points in the window plus one neighbour beyond each end.
+        inside = [i for i, r in enumerate(rates) if lo <= r <= hi]
+        first = max(0, (inside[0] if inside else np.searchsorted(rates, lo)) - 1)
+        last = min(len(points), (inside[-1] if inside else np.searchsorted(rates, hi)) + 2)
+        chosen = points[first:last]
+        degree = min(3, len(chosen) - 1)
+        fits.append(np.polyfit([d for _, d in chosen], np.log([r for r, _ in chosen]), degree))
+    p_low = max(intervals[0][0], intervals[1][0])
+    p_high = min(intervals[0][1], intervals[1][1])
+    if p_low >= p_high:
+        raise ValueError(
+            f"the curves do not overlap in PSNR inside the window {low}..{high} bpp "
+            f"(reference {intervals[0][0]:.2f}..{intervals[0][1]:.2f} dB, "
+            f"test {intervals[1][0]:.2f}..{intervals[1][1]:.2f} dB)"
+        )
+    integrals = []
+    for fit in fits:
+        antiderivative = np.polyint(fit)
+        integrals.append(np.polyval(antiderivative, p_high) - np.polyval(antiderivative, p_low))
+    mean_log_ratio = (integrals[1] - integrals[0]) / (p_high - p_low)
+    return float((math.exp(mean_log_ratio) - 1) * 100), (float(p_low), float(p_high))
+
+
+def to_compressai(curve: Curve, description: str = "") -> dict:
+    """The curve in CompressAI's results JSON shape."""
+    return {
+        "name": curve.name,
+        "description": description,
+        "results": {
+            "quality": curve.column("quality"),
+            "bpp": curve.column("bpp"),
+            "psnr-rgb": curve.column("psnr"),
+            "ms-ssim-rgb": curve.column("ms_ssim"),
+            "encoding_time": curve.column("encoding_time"),
+            "decoding_time": curve.column("decoding_time"),
+        },
+    }
+
+
+def plot(curves: Sequence[Curve], path: str | Path, title: str = "") -> None:
+    """Write a PSNR-vs-bpp plot of ``curves`` (needs matplotlib: ``superres[plot]``)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ImportError("plotting needs matplotlib: pip install 'superres[plot]'") from None
+    fig, ax = plt.subplots(figsize=(7, 5), dpi=120)
+    for curve in curves:
+        style = "--" if curve.scale == 1 else "-"
+        ax.plot(curve.column("bpp"), curve.column("psnr"), style, marker=".", label=curve.name)
+    ax.set_xlabel("bits per pixel (whole .srz file)")
+    ax.set_ylabel("PSNR-RGB (dB)")
+    ax.set_xlim(left=0)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+
+    def write(tmp: Path) -> None:
+        fig.savefig(tmp, format=Path(path).suffix.lstrip(".") or "png")
+
+    io.atomic_write(Path(path), write, overwrite=True)
+    plt.close(fig)
