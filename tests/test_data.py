@@ -157,3 +157,51 @@ def test_sixteen_bit_and_alpha_images(tmp_path):
     pairs, _ = data.load_pairs([folder], 2, 4)
     assert pairs[0].hr.shape == (20, 20, 3) and (pairs[0].hr[..., 0] == 200).all()
     assert pairs[1].hr.shape == (20, 20, 3) and int(pairs[1].hr[0, 0, 0]) in (127, 128)
+
+
+def test_codec_degradation_encodes_block_aligned_patches(tmp_path):
+    from superres.codec import get_codec
+
+    folder = make_folder(tmp_path / "big", [(130, 150), (120, 128)])
+    pairs, _ = data.load_pairs([folder], 2, 32)
+    degradation = data.CodecDegradation((("jpeg", 10, 30), ("webp", 20, 20)), clean=0.25)
+    ds = data.PatchDataset(pairs, 2, 32, 4, seed=5, augment=False, degradation=degradation)
+    clean_patches = codecs = 0
+    for it in range(10):
+        for k in range(4):
+            lr, hr = ds.sample(it, k)
+            index, top, left, transform, choice = ds._draw(it, k)
+            assert top % 16 == 0 and left % 16 == 0 and transform == 0
+            crop = pairs[index].lr[top : top + 32, left : left + 32]
+            np.testing.assert_array_equal(
+                hr.numpy().transpose(1, 2, 0),
+                pairs[index].hr[2 * top : 2 * top + 64, 2 * left : 2 * left + 64],
+            )  # HR stays clean
+            if choice is None:
+                clean_patches += 1
+                np.testing.assert_array_equal(lr.numpy().transpose(1, 2, 0), crop)
+                continue
+            codecs += 1
+            name, quality = choice
+            assert (name == "jpeg" and 10 <= quality <= 30) or choice == ("webp", 20)
+            codec = get_codec(name)
+            expected = codec.decode(codec.encode(np.ascontiguousarray(crop), quality), (32, 32))
+            np.testing.assert_array_equal(lr.numpy().transpose(1, 2, 0), expected)
+            assert not np.array_equal(expected, crop)
+            assert torch.equal(ds.sample(it, k)[0], lr)  # deterministic
+    assert clean_patches > 3 and codecs > 20
+
+
+def test_codec_degradation_config_errors():
+    from superres.config import ConfigError, load_config
+
+    base = ["data.train=[x]", "model.arch=espcn"]
+    cfg = load_config(None, [*base, "data.degrade.codecs=[avif]", "data.degrade.avif=[30,40]"])
+    assert cfg.data.degrade.degradation() == data.CodecDegradation((("avif", 30, 40),))
+    assert load_config(None, base).data.degrade.degradation() is None
+    with pytest.raises(ConfigError, match="data.degrade.codecs: unknown codec 'png'"):
+        load_config(None, [*base, "data.degrade.codecs=[png]"])
+    with pytest.raises(ConfigError, match="data.degrade: webp quality range 50..40 is empty"):
+        load_config(None, [*base, "data.degrade.codecs=[webp]", "data.degrade.webp=[50,40]"])
+    with pytest.raises(ConfigError, match="data.degrade: clean probability"):
+        load_config(None, [*base, "data.degrade.codecs=[jpeg]", "data.degrade.clean=2"])

@@ -29,6 +29,7 @@ import yaml
 __all__ = [
     "ConfigError",
     "DataConfig",
+    "DegradeConfig",
     "EmaConfig",
     "LossConfig",
     "ModelConfig",
@@ -63,6 +64,36 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class DegradeConfig:
+    """Codec in the loop (:class:`superres.data.CodecDegradation`): each LR patch is encoded
+    and decoded by one of ``codecs`` at a random quality, for codec-aware restoration models.
+
+    Attributes:
+        codecs: Codecs to draw from (``jpeg``, ``webp``, ``avif``); empty: no degradation.
+        jpeg, webp, avif: Inclusive quality range drawn for each codec.
+        clean: Probability that a patch is left uncompressed.
+        align: LR crops start on multiples of this (the codec's block grid).
+    """
+
+    codecs: tuple[str, ...] = ()
+    jpeg: tuple[int, int] = (10, 85)
+    webp: tuple[int, int] = (5, 85)
+    avif: tuple[int, int] = (20, 85)
+    clean: float = 0.0
+    align: int = 16
+
+    def degradation(self) -> Any:
+        """The :class:`~superres.data.CodecDegradation` of this section, or None."""
+        if not self.codecs:
+            return None
+        from superres.data import CodecDegradation
+
+        return CodecDegradation(
+            tuple((c, *getattr(self, c)) for c in self.codecs), self.clean, self.align
+        )
+
+
+@dataclass(frozen=True)
 class DataConfig:
     """Training and validation images (see :mod:`superres.data`).
 
@@ -76,6 +107,7 @@ class DataConfig:
         prefetch: Batches prefetched by each worker.
         augment: Apply the 8 dihedral transforms (flips and 90-degree rotations) at random.
         cache_dir: Folder for cached decoded HR/LR arrays (.npy); None: keep them in memory only.
+        degrade: Codec-in-the-loop degradation of the LR patches (off unless ``codecs``).
     """
 
     train: tuple[str, ...] = ()
@@ -86,6 +118,7 @@ class DataConfig:
     prefetch: int = 4
     augment: bool = True
     cache_dir: str | None = None
+    degrade: DegradeConfig = field(default_factory=DegradeConfig)
 
 
 @dataclass(frozen=True)
@@ -353,6 +386,13 @@ def _check_semantics(cfg: TrainConfig) -> None:
     need(d.batch >= 1, f"data.batch: must be >= 1, got {d.batch}")
     need(d.workers >= 0, f"data.workers: must be >= 0, got {d.workers}")
     need(d.prefetch >= 1, f"data.prefetch: must be >= 1, got {d.prefetch}")
+    for name in d.degrade.codecs:
+        need(name in ("jpeg", "webp", "avif"),
+             f"data.degrade.codecs: unknown codec {name!r} (use jpeg, webp, avif)")  # fmt: skip
+    try:
+        d.degrade.degradation()
+    except ValueError as exc:
+        raise ConfigError(f"data.degrade: {exc}") from None
     o = cfg.optim
     need(o.lr > 0, f"optim.lr: must be > 0, got {o.lr}")
     need(all(0 <= b < 1 for b in o.betas), f"optim.betas: must be in [0, 1), got {o.betas}")

@@ -38,6 +38,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from superres.evaluation import list_images, make_lr
 
 __all__ = [
+    "CodecDegradation",
     "IterationBatchSampler",
     "PatchDataset",
     "TrainPair",
@@ -191,6 +192,63 @@ def dihedral(image: np.ndarray, transform: int) -> np.ndarray:
     return image
 
 
+@dataclass(frozen=True)
+class CodecDegradation:
+    """Codec in the loop: LR patches are encoded and decoded by a random codec and quality.
+
+    Used to train restoration models for :mod:`superres.codec`, whose input is a decoded,
+    artefacted image rather than clean bicubic LR. Each patch draws (from the sample's own
+    RNG, so it stays a pure function of ``(seed, iteration, k)``): whether it stays clean
+    (probability ``clean``), one of ``codecs`` uniformly, and a quality uniformly in that
+    codec's inclusive range. The encoder is the one ``superres compress`` uses (4:2:0).
+    LR crops start on multiples of ``align`` pixels, so the codec's block grid falls on
+    the patch as it falls on a whole image (16: JPEG's 4:2:0 MCU, WebP's macroblock).
+
+    Attributes:
+        codecs: ``(name, lowest quality, highest quality)`` per codec.
+        clean: Probability that a patch is left uncompressed.
+        align: LR crop positions are multiples of this.
+    """
+
+    codecs: tuple[tuple[str, int, int], ...]
+    clean: float = 0.0
+    align: int = 16
+
+    def __post_init__(self) -> None:
+        from superres.codec import get_codec
+
+        if not self.codecs:
+            raise ValueError("codec degradation needs at least one codec")
+        for name, low, high in self.codecs:
+            codec = get_codec(name)
+            codec.check_quality(low)
+            codec.check_quality(high)
+            if low > high:
+                raise ValueError(f"{name} quality range {low}..{high} is empty")
+        if not 0 <= self.clean <= 1:
+            raise ValueError(f"clean probability must be in [0, 1], got {self.clean}")
+        if self.align < 1:
+            raise ValueError(f"align must be >= 1, got {self.align}")
+
+    def draw(self, rng: np.random.Generator) -> tuple[str, int] | None:
+        """``(codec, quality)`` for one patch, or None to leave it clean."""
+        if rng.random() < self.clean:
+            return None
+        name, low, high = self.codecs[int(rng.integers(len(self.codecs)))]
+        return name, int(rng.integers(low, high + 1))
+
+    @staticmethod
+    def apply(lr: np.ndarray, choice: tuple[str, int] | None) -> np.ndarray:
+        """``lr`` (``h x w x 3`` uint8) after encoding and decoding with ``choice``."""
+        if choice is None:
+            return lr
+        from superres.codec import get_codec
+
+        codec = get_codec(choice[0])
+        payload = codec.encode(np.ascontiguousarray(lr), choice[1])
+        return codec.decode(payload, lr.shape[:2], channels=3)
+
+
 class PatchDataset(Dataset):
     """Random aligned (LR, HR) patches; item ``g`` is sample ``divmod(g, batch)`` = (it, k).
 
@@ -207,31 +265,44 @@ class PatchDataset(Dataset):
         batch: int,
         seed: int,
         augment: bool = True,
+        degradation: CodecDegradation | None = None,
     ) -> None:
         if not pairs:
             raise ValueError("no training images")
         self.pairs = list(pairs)
         self.scale, self.patch, self.batch = scale, patch, batch
         self.seed, self.augment = seed, augment
+        self.degradation = degradation
 
     def __len__(self) -> int:
         return len(self.pairs)  # nominal: indices are (iteration * batch + k), unbounded
 
-    def sample_params(self, iteration: int, k: int) -> tuple[int, int, int, int]:
-        """``(image index, LR top, LR left, dihedral transform)`` of sample ``(iteration, k)``."""
+    def _draw(self, iteration: int, k: int) -> tuple[int, int, int, int, tuple | None]:
         rng = np.random.default_rng([self.seed, iteration, k])
         index = int(rng.integers(len(self.pairs)))
         h, w = self.pairs[index].lr.shape[:2]
-        top = int(rng.integers(h - self.patch + 1))
-        left = int(rng.integers(w - self.patch + 1))
+        if self.degradation is None:
+            top = int(rng.integers(h - self.patch + 1))
+            left = int(rng.integers(w - self.patch + 1))
+        else:  # crops on the codec's block grid
+            a = self.degradation.align
+            top = a * int(rng.integers((h - self.patch) // a + 1))
+            left = a * int(rng.integers((w - self.patch) // a + 1))
         transform = int(rng.integers(8)) if self.augment else 0
-        return index, top, left, transform
+        choice = None if self.degradation is None else self.degradation.draw(rng)
+        return index, top, left, transform, choice
+
+    def sample_params(self, iteration: int, k: int) -> tuple[int, int, int, int]:
+        """``(image index, LR top, LR left, dihedral transform)`` of sample ``(iteration, k)``."""
+        return self._draw(iteration, k)[:4]
 
     def sample(self, iteration: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The ``k``-th patch pair of the global batch of ``iteration``."""
-        index, top, left, transform = self.sample_params(iteration, k)
+        index, top, left, transform, choice = self._draw(iteration, k)
         pair, p, s = self.pairs[index], self.patch, self.scale
         lr = pair.lr[top : top + p, left : left + p]
+        if self.degradation is not None:
+            lr = self.degradation.apply(lr, choice)
         hr = pair.hr[top * s : (top + p) * s, left * s : (left + p) * s]
         lr, hr = dihedral(lr, transform), dihedral(hr, transform)
         return (

@@ -545,7 +545,8 @@ class _Trainer:
                + (" ..." if len(skipped) > 5 else "") if skipped else "")
         )  # fmt: skip
         self.num_images = len(pairs)
-        return data.PatchDataset(pairs, scale, d.patch, d.batch, self.cfg.seed, d.augment)
+        return data.PatchDataset(pairs, scale, d.patch, d.batch, self.cfg.seed, d.augment,
+                                 degradation=d.degrade.degradation())  # fmt: skip
 
     def build_model(self, fresh: bool) -> nn.Module:
         import numpy as np
