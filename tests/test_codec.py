@@ -233,9 +233,9 @@ def test_model_hash_mismatch_and_unknown_model():
 
 
 def test_missing_model_weights():
-    data = compress(_gradient(), scale=2, model="bicubic", quality=80)
-    reserved = _with(data, model_id=4)  # codec_x2: reserved, no weights shipped
-    with pytest.raises(ContainerError, match="model 'codec_x2' x2 .* has no such weights"):
+    data = compress(_gradient(), scale=3, model="bicubic", quality=80)
+    reserved = _with(data, model_id=4)  # the codec tier ships no x3 weights
+    with pytest.raises(ContainerError, match="model 'codec' x3 .* has no such weights"):
         decompress(reserved)
 
 
@@ -376,8 +376,8 @@ def test_auto_scale_keeps_the_best_psnr():
             other = compress_detailed(image, codec="webp", target_bpp=0.5, scale=scale, model=model)
         if other.met_target:
             assert psnr_rgb(decompress(other.data).pixels, image) <= best.psnr + 1e-9
-    with pytest.raises(ValueError, match="'codec_x4' has no weights for any scale > 1"):
-        compress(image, codec="webp", target_bpp=0.5, scale="auto", model="codec_x4")
+    with pytest.raises(ValueError, match="'codec' has no weights for any scale > 1"):
+        compress(image, codec="webp", target_bpp=0.5, scale="auto", model="codec")
 
 
 # --------------------------------------------------------------------------- files

@@ -135,8 +135,8 @@ def compress_detailed(
             is encoded at the target, decoded, and the one with the best PSNR-RGB is kept
             (among those that meet the target; if none does, the smallest file).
         model: Restorer for scales > 1, by name (:data:`superres.codec.models.MODELS`).
-            None: the best shipped SR tier with weights for the scale (``quality``, then
-            ``fast``), else ``bicubic``. Scale 1 always uses ``lanczos`` (no restoration).
+            None: the best shipped tier with weights for the scale (``codec``, trained on
+            decoded images, then ``quality``, then ``fast``), else ``bicubic``. Scale 1 always uses ``lanczos`` (no restoration).
         subsampling: Chroma subsampling ``"4:2:0"`` or ``"4:4:4"`` (jpeg, avif); None: 4:2:0.
 
     Raises:
@@ -332,7 +332,7 @@ def _restorer(model: str | None, scale: int) -> _Restorer:
         return None, "lanczos", bytes(4)
     if model is None:
         shipped = {w.name for w in zoo.shipped_weights() if w.scale == scale}
-        model = next((n for n in ("quality", "fast") if n in shipped), "bicubic")
+        model = next((n for n in ("codec", "quality", "fast") if n in shipped), "bicubic")
     net, digest = models.load_restorer(model, scale)
     return net, models.MODELS[models.model_id(model)], digest
 

@@ -7,8 +7,7 @@ id      name          restoration of the decoded LR image
 1       ``bicubic``   the project's MATLAB-bicubic pseudo-model
 2       ``fast``      shipped fast SR tier (``superres.load_model("fast", scale=s)``)
 3       ``quality``   shipped quality SR tier
-4       ``codec_x2``  reserved: future codec-aware model
-5       ``codec_x4``  reserved: future codec-aware model
+4       ``codec``     shipped codec-aware tier, trained on decoded LR (``codec_x2``...)
 ======  ============  ==========================================================
 
 The header also stores 4 bytes of the model's weights hash (:func:`model_hash`), so that a
@@ -36,8 +35,7 @@ MODELS: dict[int, str] = {
     1: "bicubic",
     2: "fast",
     3: "quality",
-    4: "codec_x2",
-    5: "codec_x4",
+    4: "codec",
 }
 LANCZOS = 0
 _IDS = {name: i for i, name in MODELS.items()}
