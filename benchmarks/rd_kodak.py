@@ -1,6 +1,6 @@
 """The README compression figures: `superres rd` on Kodak24 for JPEG, WebP and AVIF.
 
-    python benchmarks/rd_kodak.py [--data ../shared/data/Kodak24] [--out docs/rd] [--codecs jpeg,webp,avif]
+    python benchmarks/rd_kodak.py [--data DIR] [--out docs/rd] [--codecs jpeg,webp,avif]
 
 For each codec runs (in this process, exactly as the shell command would)::
 
