@@ -89,10 +89,34 @@ def _plan_jobs(inputs: Sequence[str], output: str, recursive: bool, ext: str) ->
     return jobs
 
 
+def _upscale_model(args: argparse.Namespace, backend: str, requested: float | None):
+    """The model ``upscale`` runs and the resize after it, on ``backend``.
+
+    ``onnx`` exports a named model or checkpoint in memory and runs it with onnxruntime
+    through the same tiling engine; an ``.onnx`` file (from ``superres export``) implies it.
+    """
+    from superres import api, engine
+
+    onnx_file = str(args.model or "").lower().endswith(".onnx")
+    if backend == "torch":
+        if onnx_file:
+            raise UsageError(f"{args.model}: an ONNX model runs with --backend onnx")
+        model, resize = api.model_for_scale(args.model, requested)
+        return model.to(engine.select_device(args.device)), resize
+    from superres.export import OnnxModel, onnx_providers
+
+    providers = onnx_providers(args.device)
+    if onnx_file:
+        model = OnnxModel.load(args.model, threads=args.threads, providers=providers)
+        return api.model_for_scale(model, requested)
+    model, resize = api.model_for_scale(args.model, requested)
+    return OnnxModel.from_model(model, threads=args.threads, providers=providers), resize
+
+
 def cmd_upscale(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from superres import api, engine, io
+    from superres import engine, io
 
     if args.scale is not None and args.outscale is not None:
         raise UsageError("give --scale or --outscale, not both")
@@ -101,12 +125,14 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     if not jobs:
         raise UsageError("no input images found")
     requested = args.outscale or args.scale  # None: x4 for a name, a checkpoint's own scale
+    onnx_file = str(args.model or "").lower().endswith(".onnx")
+    backend = args.backend or ("onnx" if onnx_file else "torch")
+    if backend not in ("torch", "onnx"):
+        raise UsageError(f"--backend must be torch or onnx, got '{backend}'")
     try:
-        model, resize = api.model_for_scale(
-            args.model, None if requested is None else float(requested)
-        )
-        model = model.to(engine.select_device(args.device))
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
+        wanted = None if requested is None else float(requested)
+        model, resize = _upscale_model(args, backend, wanted)
+    except (ValueError, FileNotFoundError, RuntimeError, ImportError) as err:
         raise UsageError(str(err).splitlines()[0]) from None
     failed = skipped = done = 0
     bar = tqdm(jobs, unit="img", disable=args.quiet or len(jobs) == 1, dynamic_ncols=True)
@@ -148,6 +174,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         print(
             f"{done} upscaled, {skipped} skipped, {failed} failed "
             f"(model {model.metadata.get('name', model.arch)} x{model.scale}"
+            f"{', onnxruntime' if backend == 'onnx' else ''}"
             f"{f', resized to x{resize:g}' if resize else ''})",
             file=sys.stderr,
         )
@@ -363,6 +390,80 @@ def cmd_rd(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --------------------------------------------------------------------------- export
+
+
+def _int_option(text: str | None, option: str) -> int | None:
+    """Parse an integer option in the command, so a bad value is a one-line error."""
+    if text is None:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise UsageError(f"{option} must be an integer, got '{text}'") from None
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from superres import zoo
+    from superres.export import export_onnx
+
+    if args.format != "onnx":
+        raise UsageError(f"--format must be onnx (the one export format), got '{args.format}'")
+    opset = _int_option(args.opset, "--opset")
+    output = Path(args.output)
+    if output.exists() and not args.overwrite:
+        _error(f"{output}: output exists (use --overwrite to replace it)")
+        return EXIT_FAILED
+    try:
+        model = zoo.resolve(args.model, args.scale)
+    except (ValueError, FileNotFoundError) as err:
+        raise UsageError(str(err).splitlines()[0]) from None
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        export_onnx(model, output, opset, overwrite=args.overwrite)
+    except (ValueError, ImportError) as err:  # bicubic, opset range, onnx not installed
+        raise UsageError(" ".join(str(err).split())) from None
+    except (FileExistsError, RuntimeError, OSError) as err:
+        _error(" ".join(str(err).split()))
+        return EXIT_FAILED
+    if not args.quiet:
+        name = model.metadata.get("name", model.arch)
+        print(
+            f"{output}: {name} ({model.arch}) x{model.scale}, ONNX opset {opset}, "
+            f"{output.stat().st_size:,} bytes"
+        )
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- bench
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from superres import bench
+
+    try:
+        models = None
+        if args.models is not None:
+            models = [m.strip() for m in args.models.split(",") if m.strip()]
+        if models == []:
+            raise ValueError(f"--models needs at least one name, got '{args.models}'")
+        report = bench.run_bench(
+            models, bench.parse_scales(args.scales), bench.parse_size(args.size),
+            threads=None if args.threads is None else bench.positive_int(args.threads, "--threads"),
+            repeats=bench.positive_int(args.repeats, "--repeats"),
+            warmup=_int_option(args.warmup, "--warmup"), backend=args.backend, peers=args.peers,
+            tile=_int_option(args.tile, "--tile"),
+            matmul_size=bench.positive_int(args.matmul_size, "--matmul-size"),
+            progress=None if args.quiet else lambda line: print(line, file=sys.stderr),
+        )  # fmt: skip
+    except (ValueError, FileNotFoundError, RuntimeError, ImportError) as err:
+        raise UsageError(" ".join(str(err).split())) from None
+    print(report.table())
+    if args.json:
+        bench.write_json(report, args.json)
+    return EXIT_OK
+
+
 # --------------------------------------------------------------------------- models
 
 
@@ -485,6 +586,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="output format for folder outputs (auto: as input, else png)",
     )
     up.add_argument("--quality", type=int, default=None, help="JPEG/WebP/AVIF quality")
+    up.add_argument("--backend", default=None, metavar="torch|onnx",
+                    help="torch (default) or onnx: onnxruntime through the same tiling "
+                         "(the default for an .onnx --model)")  # fmt: skip
     common(up)
     up.set_defaults(func=cmd_upscale)
 
@@ -512,8 +616,8 @@ def build_parser() -> argparse.ArgumentParser:
     co.add_argument("--scale", "-s", type=_scale_arg, default=1,
                     help="1 (plain codec), 2, 3, 4 or auto (best PSNR at the target)")  # fmt: skip
     co.add_argument("--model", "-m", default=None,
-                    help="restoration model: lanczos, bicubic, fast, quality, codec_x2, "
-                         "codec_x4 (default: the best shipped for the scale)")  # fmt: skip
+                    help="restoration model: lanczos, bicubic, fast, quality, codec "
+                         "(default: the best shipped for the scale)")  # fmt: skip
     co.add_argument("--subsampling", choices=("4:2:0", "4:4:4"), default=None,
                     help="chroma subsampling for jpeg/avif (default 4:2:0)")  # fmt: skip
     co.add_argument("--overwrite", action="store_true", help="replace an existing output")
@@ -549,6 +653,43 @@ def build_parser() -> argparse.ArgumentParser:
     rdp.add_argument("--threads", type=_positive_int, default=None, help="CPU threads")
     rdp.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     rdp.set_defaults(func=cmd_rd)
+
+    ex = sub.add_parser("export", help="export a model to ONNX (dynamic batch and size)")
+    ex.add_argument("model", metavar="MODEL",
+                    help="shipped name (fast, quality) or a .safetensors checkpoint")  # fmt: skip
+    ex.add_argument("--scale", "-s", type=int, choices=(2, 3, 4), default=None,
+                    help="scale of a shipped name (default 4)")  # fmt: skip
+    ex.add_argument("--format", "-f", default="onnx", help="output format: onnx (default)")
+    ex.add_argument("-o", "--output", required=True, metavar="FILE", help="output .onnx file")
+    ex.add_argument("--opset", default="17", metavar="N", help="ONNX opset, 17 to 20 (default 17)")
+    ex.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    ex.add_argument("--quiet", "-q", action="store_true", help="print nothing on success")
+    ex.set_defaults(func=cmd_export)
+
+    be = sub.add_parser("bench", help="latency, throughput, GFLOP/s and memory vs Pillow/OpenCV")
+    be.add_argument("--models", default=None, metavar="A,B",
+                    help="comma-separated shipped names or checkpoints (default: every "
+                         "shipped name at the scales it has)")  # fmt: skip
+    be.add_argument("--scales", default="2,3,4", metavar="2,3,4", help="default 2,3,4")
+    be.add_argument("--size", default="640x480", metavar="WxH",
+                    help="input size (default 640x480)")  # fmt: skip
+    be.add_argument("--threads", default=None, metavar="N",
+                    help="threads for torch, onnxruntime, OpenCV and the matmul reference "
+                         "(default: torch's)")  # fmt: skip
+    be.add_argument("--repeats", default="5", metavar="R", help="timed runs, median (default 5)")
+    be.add_argument("--warmup", default="1", metavar="W", help="untimed runs first (default 1)")
+    be.add_argument("--backend", default="torch", metavar="torch|onnx",
+                    help="runtime of the models (default torch)")  # fmt: skip
+    be.add_argument("--tile", default=None, metavar="T",
+                    help="engine tile size (default: automatic, 0: no tiling)")  # fmt: skip
+    be.add_argument("--peers", default=None, metavar="DIR",
+                    help="folder of OpenCV dnn_superres .pb files (ESPCN_x4.pb, ...) to compare "
+                         "(needs opencv-contrib-python)")  # fmt: skip
+    be.add_argument("--matmul-size", default="2048", metavar="N",
+                    help="side of the fp32 matmul reference (default 2048)")  # fmt: skip
+    be.add_argument("--json", default=None, metavar="FILE", help="write the results as JSON")
+    be.add_argument("--quiet", "-q", action="store_true", help="no per-measurement lines")
+    be.set_defaults(func=cmd_bench)
 
     mo = sub.add_parser("models", help="list architectures and shipped weights")
     mo.add_argument("--json", action="store_true", help="print JSON")

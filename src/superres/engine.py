@@ -31,6 +31,10 @@ never materialised. With ``outscale``, the finished rows stream through a separa
 MATLAB-bicubic resampler (:func:`superres.resize.resize_weights`) that keeps only the rows
 its kernel still needs; the result equals ``imresize(whole_sr, size=...)`` up to float
 rounding.
+
+Backends: the loop only calls ``model.module`` on float tensors, so any module with the
+descriptor attributes runs through it; :class:`superres.export.OnnxModel` wraps an
+onnxruntime session that way (``superres upscale --backend onnx``).
 """
 
 from __future__ import annotations
@@ -198,9 +202,14 @@ def _bytes_per_lr_pixel(model: SRModel) -> float:
     """Peak activation bytes per LR input pixel, estimated from one small forward pass.
 
     Hooks record the largest output of any submodule; the peak is taken as three such
-    tensors alive at once (input, output and a residual) in float32.
+    tensors alive at once (input, output and a residual) in float32. A module that runs
+    elsewhere (:class:`superres.export.OnnxModule`) states the figure as its
+    ``bytes_per_lr_pixel`` attribute instead (measured on the torch model at export).
     """
     module = model.module
+    declared = getattr(module, "bytes_per_lr_pixel", None)
+    if declared is not None:  # runtimes without hookable layers (ONNX) state their estimate
+        return float(declared)
     cached = _bytes_per_pixel_cache.get(module)
     if cached is not None:
         return cached

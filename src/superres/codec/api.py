@@ -136,7 +136,8 @@ def compress_detailed(
             (among those that meet the target; if none does, the smallest file).
         model: Restorer for scales > 1, by name (:data:`superres.codec.models.MODELS`).
             None: the best shipped tier with weights for the scale (``codec``, trained on
-            decoded images, then ``quality``, then ``fast``), else ``bicubic``. Scale 1 always uses ``lanczos`` (no restoration).
+            decoded images, then ``quality``, then ``fast``), else ``bicubic``. Scale 1
+            always uses ``lanczos`` (no restoration).
         subsampling: Chroma subsampling ``"4:2:0"`` or ``"4:4:4"`` (jpeg, avif); None: 4:2:0.
 
     Raises:
