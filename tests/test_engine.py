@@ -406,3 +406,62 @@ def test_memory_bound_4000x3000_x4(tmp_path: Path) -> None:
     assert report["output"] == [12000, 16000, 3]
     assert out.stat().st_size > 0
     assert report["peak_rss_bytes"] < 2 * 1000**3, report
+
+
+def _oom_above(model: SRModel, limit: int, calls: list[tuple[int, int]]) -> SRModel:
+    """``model`` whose forward raises torch.OutOfMemoryError on inputs over ``limit`` pixels."""
+    forward = model.module.forward
+
+    def limited(x: torch.Tensor) -> torch.Tensor:
+        calls.append(tuple(x.shape[-2:]))
+        if x.shape[-2] * x.shape[-1] > limit:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return forward(x)
+
+    model.module.forward = limited
+    return model
+
+
+@pytest.mark.parametrize("name", ["plainsr", "lafn"])
+def test_out_of_memory_tiles_are_split_and_stay_exact(name: str) -> None:
+    model = build(name, 2, **SMALL.get(name, {}))
+    x = torch.rand(1, 3, 70, 90, generator=torch.Generator().manual_seed(3))
+    with torch.inference_mode():
+        expected = model.module(x)
+    calls: list[tuple[int, int]] = []
+    _oom_above(model, 1500, calls)
+    got = engine.upscale_tensor(x, model, tile=0)  # one tile of 6300 pixels: must be split
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+    assert calls[0] == (70, 90)
+    # Each failure halves the size tried next; once a size failed, later pieces are split up
+    # front instead of failing again: a handful of failures, not one per piece.
+    failures = [c for c in calls if c[0] * c[1] > 1500]
+    assert 1 <= len(failures) <= 3 and len(calls) - len(failures) >= 4
+
+
+def test_out_of_memory_everywhere_is_a_memory_error() -> None:
+    model = _oom_above(build("plainsr", 2), 10, [])
+    with pytest.raises(MemoryError, match="out of memory even for a .* tile of plainsr"):
+        engine.upscale_tensor(torch.rand(1, 3, 40, 40), model, tile=0)
+    other = build("plainsr", 2)
+
+    def broken(x: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("some other failure")
+
+    other.module.forward = broken
+    with pytest.raises(RuntimeError, match="some other failure"):  # not retried
+        engine.upscale_tensor(torch.rand(1, 3, 40, 40), other, tile=0)
+
+
+def test_cpu_tile_budget_follows_available_memory(monkeypatch) -> None:
+    cpu = torch.device("cpu")
+    assert engine.available_memory() > 100 << 20  # this machine's /proc/meminfo
+    monkeypatch.setattr(engine, "available_memory", lambda: 64 << 30)
+    assert engine._tile_budget(cpu) == engine.CPU_TILE_BYTES
+    model = build("plainsr", 2)
+    roomy = engine.default_tile(model, "cpu")
+    monkeypatch.setattr(engine, "available_memory", lambda: 200 << 20)
+    assert engine._tile_budget(cpu) == 50 << 20
+    assert engine.default_tile(model, "cpu") < roomy
+    monkeypatch.setattr(engine, "available_memory", lambda: None)
+    assert engine._tile_budget(cpu) == engine.CPU_TILE_BYTES

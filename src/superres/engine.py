@@ -24,13 +24,16 @@ Tiling (all sizes in LR pixels):
   whole input) get ``context = min(receptive_field, 32)``; their tiles see different pooled
   statistics, so they differ slightly from a whole-image pass (see :func:`default_overlap`).
 
-Memory: tiles are processed row-band by row-band. Only the float rows of the band being
-finished (plus the ``overlap`` rows it shares with the next band) are kept; finished rows are
-quantised straight into the preallocated output array, so the full-resolution float image is
-never materialised. With ``outscale``, the finished rows stream through a separable
-MATLAB-bicubic resampler (:func:`superres.resize.resize_weights`) that keeps only the rows
-its kernel still needs; the result equals ``imresize(whole_sr, size=...)`` up to float
-rounding.
+Memory: the automatic tile size comes from a probe forward pass and the memory the device
+has (see :func:`default_tile`); a tile that still runs out of memory is split in halves that
+overlap by the context (exact for ``"exact"`` models) and later tiles are split up front,
+instead of the whole run failing. Tiles are processed row-band by row-band. Only the float
+rows of the band being finished (plus the ``overlap`` rows it shares with the next band) are
+kept; finished rows are quantised straight into the preallocated output array, so the full-
+resolution float image is never materialised. With ``outscale``, the finished rows stream
+through a separable MATLAB-bicubic resampler (:func:`superres.resize.resize_weights`) that
+keeps only the rows its kernel still needs; the result equals ``imresize(whole_sr,
+size=...)`` up to float rounding.
 
 Backends: the loop only calls ``model.module`` on float tensors, so any module with the
 descriptor attributes runs through it; :class:`superres.export.OnnxModel` wraps an
@@ -74,7 +77,8 @@ APPROX_CONTEXT = 32
 #: Bounds of the default blend width of exact models.
 MIN_OVERLAP, MAX_OVERLAP = 2, 16
 #: Activation memory one tile may use (estimated from a probe forward pass).
-CPU_TILE_BYTES = 256 << 20
+CPU_TILE_BYTES = 256 << 20  # or a quarter of the available RAM when that is less
+MIN_CPU_TILE_BYTES = 16 << 20
 MPS_TILE_BYTES = 1 << 30
 CUDA_TILE_BYTES = 4 << 30
 #: Float accumulator of one band of output rows (automatic tiles only).
@@ -82,6 +86,8 @@ BAND_BYTES = 128 << 20
 #: Finished rows are converted to integers in chunks of about this many float bytes.
 CHUNK_BYTES = 16 << 20
 MIN_TILE, MAX_TILE = 32, 2048
+#: An out-of-memory tile is halved until its pieces are this many pixels beyond the context.
+MIN_SPLIT = 8
 
 _PROBE_SIZE = 16
 _bytes_per_pixel_cache: weakref.WeakKeyDictionary[nn.Module, float] = weakref.WeakKeyDictionary()
@@ -234,13 +240,33 @@ def _bytes_per_lr_pixel(model: SRModel) -> float:
     return value
 
 
+def available_memory() -> int | None:
+    """Bytes of RAM the system can still give this process (Linux ``MemAvailable``, or
+    psutil when installed); None when unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import psutil
+    except ImportError:
+        return None
+    return int(psutil.virtual_memory().available)
+
+
 def _tile_budget(device: torch.device) -> int:
     if device.type == "cuda":
         free, _total = torch.cuda.mem_get_info(device)
         return int(min(free // 4, CUDA_TILE_BYTES))
     if device.type == "mps":
         return MPS_TILE_BYTES
-    return CPU_TILE_BYTES
+    available = available_memory()
+    if available is None:
+        return CPU_TILE_BYTES
+    return int(max(min(available // 4, CPU_TILE_BYTES), MIN_CPU_TILE_BYTES))
 
 
 def default_tile(model: SRModel | nn.Module, device: str | torch.device | None = None) -> int:
@@ -248,8 +274,9 @@ def default_tile(model: SRModel | nn.Module, device: str | torch.device | None =
 
     The tile input (core plus overlap and context on each side) is sized so that the
     model's activations, estimated from a probe forward pass, fit the device budget
-    (256 MiB on CPU, 1 GiB on MPS, a quarter of free memory up to 4 GiB on CUDA); the
-    result is a multiple of 8 in [32, 2048].
+    (on CPU 256 MiB, or a quarter of the available RAM when that is less; 1 GiB on MPS; a
+    quarter of free memory up to 4 GiB on CUDA); the result is a multiple of 8 in
+    [32, 2048]. Should a tile still run out of memory, :func:`_run_model_or_split` splits it.
     """
     model = _as_srmodel(model)
     dev = model.device if device is None else select_device(device)
@@ -389,6 +416,56 @@ def _run_model(model: SRModel, x: Tensor) -> Tensor:
     return y[..., : h * s, : w * s].float()
 
 
+def _is_out_of_memory(err: BaseException) -> bool:
+    if isinstance(err, (MemoryError, torch.OutOfMemoryError)):
+        return True
+    text = str(err).lower()
+    return isinstance(err, RuntimeError) and (
+        "out of memory" in text or "can't allocate memory" in text
+    )
+
+
+def _release(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    elif device.type == "mps":  # pragma: no cover - no MPS in CI
+        torch.mps.empty_cache()
+
+
+def _run_model_or_split(model: SRModel, x: Tensor, cap: list[int]) -> Tensor:
+    """:func:`_run_model`, splitting ``x`` in halves (recursively) when it runs out of memory.
+
+    The halves overlap by the model's context, so for ``"exact"`` models the stitched
+    result equals a single pass. ``cap[0]`` is the largest input (pixels) known to fit:
+    after one out-of-memory error later tiles are split up front instead of failing again.
+
+    Raises:
+        MemoryError: even pieces of a few context widths do not fit.
+    """
+    h, w = x.shape[-2:]
+    if h * w <= cap[0]:
+        try:
+            return _run_model(model, x)
+        except Exception as err:
+            if not _is_out_of_memory(err):
+                raise
+            _release(x.device)
+            cap[0] = min(cap[0], h * w // 2)
+    context = _context(model)
+    dim = 3 if w >= h else 2
+    n = x.shape[dim]
+    if n < 2 * context + 2 * MIN_SPLIT:
+        raise MemoryError(f"out of memory even for a {h}x{w} tile of {model.arch}")
+    mid = n // 2
+    start_b = max(mid - context, 0)
+    first = _run_model_or_split(model, x.narrow(dim, 0, min(mid + context, n)), cap)
+    second = _run_model_or_split(model, x.narrow(dim, start_b, n - start_b), cap)
+    s = model.scale
+    first = first.narrow(dim, 0, mid * s)
+    second = second.narrow(dim, (mid - start_b) * s, (n - mid) * s)
+    return torch.cat([first, second], dim=dim)
+
+
 def _tile_loop(
     model: SRModel,
     fetch: Callable[[int, int, int, int], Tensor],
@@ -419,6 +496,7 @@ def _tile_loop(
     if progress is not None:
         progress(0, total)
     out_w = w * s
+    fits = [h * w]  # largest model input known to fit (lowered on out-of-memory errors)
     carry: Tensor | None = None
     with torch.inference_mode(), _eval_mode(model.module):
         for bi in range(rows.count):
@@ -431,7 +509,7 @@ def _tile_loop(
             for bj in range(cols.count):
                 rx0, rx1 = cols.region(bj)
                 ix0, ix1 = cols.input_span(bj)
-                sr = _run_model(model, fetch(iy0, iy1, ix0, ix1))
+                sr = _run_model_or_split(model, fetch(iy0, iy1, ix0, ix1), fits)
                 crop = sr[..., (ry0 - iy0) * s : (ry1 - iy0) * s, (rx0 - ix0) * s : (rx1 - ix0) * s]
                 target = band[..., rx0 * s : rx1 * s]
                 if total == 1:
