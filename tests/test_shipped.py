@@ -17,6 +17,7 @@ FLOORS = {
     ("fast", 2): {"Set5": 36.9},
     ("fast", 3): {"Set5": 33.0},
     ("fast", 4): {"Set5": 30.7},
+    ("quality", 2): {"Set5": 37.5},
 }
 MAX_PARAMS = {"fast": 100_000, "quality": 1_500_000}
 
