@@ -35,11 +35,9 @@ CODEC_POINTS = {"jpeg": (20, 50, 80), "webp": (30, 60, 90), "avif": (40, 60, 80)
 def codec_gains(model) -> dict:
     """PSNR-RGB on Kodak24 of Lanczos and of ``model`` on decoded LR, per codec and quality."""
     import numpy as np
-    from PIL import Image
 
-    from superres import engine
     from superres.codec import get_codec, rd
-    from superres.codec.api import _downscale
+    from superres.codec.api import _downscale, restore
     from superres.metrics import psnr_rgb
 
     images = rd.load_images(data_root() / "Kodak24")
@@ -53,12 +51,10 @@ def codec_gains(model) -> dict:
             for q in qualities:
                 payload = codec.encode(lr, q)
                 decoded = codec.decode(payload, lr.shape[:2], channels=3)
-                size = (decoded.shape[1] * s, decoded.shape[0] * s)
-                lanczos = np.asarray(Image.fromarray(decoded).resize(size, Image.LANCZOS))
-                restored, _ = engine.upscale_array(decoded, model)
+                lanczos = restore(decoded, s, (h, w), None)
+                restored = restore(decoded, s, (h, w), model)
                 row = sums.setdefault(codec_name, {}).setdefault(str(q), np.zeros(3))
-                row += (len(payload) * 8 / (h * w), psnr_rgb(lanczos[:h, :w], hr),
-                        psnr_rgb(restored[:h, :w], hr))  # fmt: skip
+                row += (len(payload) * 8 / (h * w), psnr_rgb(lanczos, hr), psnr_rgb(restored, hr))
     return {
         c: {q: {"payload_bpp": round(v[0] / len(images), 4),
                 "lanczos": round(v[1] / len(images), 3), "model": round(v[2] / len(images), 3)}

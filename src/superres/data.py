@@ -70,11 +70,11 @@ def load_hr(path: str | Path) -> np.ndarray:
     Raises:
         superres.io.ImageError: unreadable file.
     """
-    from superres.io import read_image
+    from superres.io import read_image, to_8bit
 
     pixels = read_image(path).pixels
     if pixels.dtype == np.uint16:
-        pixels = ((pixels.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+        pixels = to_8bit(pixels)
     elif pixels.dtype != np.uint8:  # pragma: no cover - io returns uint8/uint16 only
         raise ValueError(f"{path}: unsupported pixel type {pixels.dtype}")
     if pixels.ndim == 2:

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from superres.engine import _as_srmodel, _has_tensors
 from superres.models import SRModel, flops_per_output_pixel
 
 __all__ = [
@@ -80,14 +81,6 @@ def _import_onnx() -> Any:
 # --------------------------------------------------------------------------- export
 
 
-def _as_srmodel(model: SRModel | nn.Module) -> SRModel:
-    if isinstance(model, SRModel):
-        return model
-    if isinstance(model, nn.Module):
-        return SRModel.from_module(model)
-    raise TypeError(f"expected an SRModel or a module from create_model, got {type(model)}")
-
-
 def _model_name(model: SRModel) -> str:
     name = model.metadata.get("name")
     if name:
@@ -100,10 +93,7 @@ def _model_name(model: SRModel) -> str:
 def _check_exportable(model: SRModel) -> None:
     if isinstance(model, OnnxModel):
         raise ValueError(f"{_model_name(model)} is already an ONNX model")
-    has_tensors = any(True for _ in model.module.parameters()) or any(
-        True for _ in model.module.buffers()
-    )
-    if not has_tensors:
+    if not _has_tensors(model):
         raise ValueError(
             f"'{_model_name(model)}' ({model.arch}) is a parameter-free interpolation, not a "
             "trained network: there is nothing to export to ONNX (export a shipped model such "

@@ -447,8 +447,8 @@ def to_pil(image: Image) -> PILImage.Image:
     if pixels.dtype == np.uint16 and pixels.shape[2] == 1 and alpha is None:
         im = PILImage.fromarray(np.ascontiguousarray(pixels[:, :, 0]))
     else:
-        pixels = _to8(pixels)
-        alpha = None if alpha is None else _to8(alpha)
+        pixels = to_8bit(pixels)
+        alpha = None if alpha is None else to_8bit(alpha)
         if pixels.shape[2] == 1:
             grey = pixels[:, :, 0]
             im = PILImage.fromarray(grey if alpha is None else np.dstack([grey, alpha]))
@@ -461,7 +461,7 @@ def to_pil(image: Image) -> PILImage.Image:
     return im
 
 
-def _to8(a: np.ndarray) -> np.ndarray:
+def to_8bit(a: np.ndarray) -> np.ndarray:
     """Round 16-bit values to the nearest 8-bit level (x * 255 / 65535, half up)."""
     if a.dtype == np.uint8:
         return a
@@ -538,7 +538,7 @@ def encode_image(image: Image, fmt: str, *, quality: int | None = None) -> bytes
     if sixteen and (pixels.shape[2] == 3 or alpha is not None):
         return _tiff16(pixels, alpha, image.icc_profile)
     if fmt in _EIGHT_BIT_FORMATS:
-        pixels, alpha = _to8(pixels), None if alpha is None else _to8(alpha)
+        pixels, alpha = to_8bit(pixels), None if alpha is None else to_8bit(alpha)
     if fmt == "JPEG" and alpha is not None:
         pixels, alpha = _over_white(pixels, alpha), None
     im = to_pil(dataclasses.replace(image, pixels=pixels, alpha=alpha))

@@ -316,8 +316,7 @@ def _prepare(image: ImageInput) -> tuple[np.ndarray, bytes | None, bytes | None]
     pixels, alpha = image.pixels, image.alpha
     if alpha is not None and int(alpha.min()) != int(np.iinfo(alpha.dtype).max):
         raise ValueError(".srz does not store transparency: flatten the image's alpha first")
-    if pixels.dtype == np.uint16:  # nearest 8-bit level, as superres.io does for 8-bit formats
-        pixels = ((pixels.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+    pixels = io.to_8bit(pixels)  # nearest 8-bit level, as for 8-bit file formats
     h, w = pixels.shape[:2]
     limit = io.max_pixels()
     if h < 1 or w < 1 or w * h > limit:
@@ -426,14 +425,19 @@ def _fit(
 def _decode_pixels(header: container.Header, payload: bytes, net: SRModel | None) -> np.ndarray:
     """Decode the payload and restore it to the original size."""
     lr = get_codec(header.codec_id).decode(payload, header.lr_size, channels=header.channels)
-    s, (h, w) = header.scale, (header.height, header.width)
-    if s == 1:
+    if header.scale == 1:
         return lr
-    lr_h, lr_w = header.lr_size
-    if net is None:  # Lanczos
-        im = PILImage.fromarray(lr[:, :, 0] if header.channels == 1 else lr)
-        sr = np.asarray(im.resize((lr_w * s, lr_h * s), PILImage.Resampling.LANCZOS))
-        sr = sr.reshape(lr_h * s, lr_w * s, header.channels)
+    return restore(lr, header.scale, (header.height, header.width), net)
+
+
+def restore(lr: np.ndarray, scale: int, size: tuple[int, int], net: SRModel | None) -> np.ndarray:
+    """Upscale a decoded ``lr`` (``h x w x C`` uint8) ``scale`` times with ``net`` (None:
+    Lanczos) and crop the padding off to ``size`` = ``(H, W)``."""
+    lr_h, lr_w, channels = lr.shape
+    if net is None:
+        im = PILImage.fromarray(lr[:, :, 0] if channels == 1 else lr)
+        sr = np.asarray(im.resize((lr_w * scale, lr_h * scale), PILImage.Resampling.LANCZOS))
+        sr = sr.reshape(lr_h * scale, lr_w * scale, channels)
     else:
         sr, _ = engine.upscale_array(lr, net)
-    return np.ascontiguousarray(sr[:h, :w])
+    return np.ascontiguousarray(sr[: size[0], : size[1]])

@@ -85,19 +85,12 @@ class Curve:
 
 
 def load_images(folder: str | Path) -> list[tuple[str, np.ndarray]]:
-    """``(name, H x W x 3 uint8)`` of every image in ``folder`` (grey becomes RGB)."""
+    """``(name, H x W x 3 uint8)`` of every image in ``folder`` (grey becomes RGB, 16-bit is
+    rounded to 8, alpha is dropped: :func:`superres.data.load_hr`)."""
+    from superres.data import load_hr
     from superres.evaluation import list_images
 
-    images = []
-    for path in list_images(folder):
-        image = io.read_image(path)
-        pixels = image.pixels
-        if pixels.dtype != np.uint8:
-            pixels = ((pixels.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
-        if pixels.shape[2] == 1:
-            pixels = np.repeat(pixels, 3, axis=2)
-        images.append((path.name, np.ascontiguousarray(pixels)))
-    return images
+    return [(path.name, load_hr(path)) for path in list_images(folder)]
 
 
 def rd_curve(
