@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -465,3 +467,53 @@ def test_cpu_tile_budget_follows_available_memory(monkeypatch) -> None:
     assert engine.default_tile(model, "cpu") < roomy
     monkeypatch.setattr(engine, "available_memory", lambda: None)
     assert engine._tile_budget(cpu) == engine.CPU_TILE_BYTES
+
+
+# --------------------------------------------------------------------------- CPU fast path
+
+
+def test_cpu_path_runs_channels_last_and_leaves_weights_trainable() -> None:
+    model = build("plainsr", 4)
+    x = torch.rand(1, 3, 23, 31)
+    with torch.no_grad():
+        expected = model.module(x)
+    out = engine.upscale_tensor(x, model, tile=0)
+    conv = model.module.body[0]
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert float((out - expected).abs().max()) < 1e-5
+    # The conversion happened outside inference mode: the weights still train.
+    model.module.train()
+    loss = model.module(x).abs().mean()
+    loss.backward()
+    assert conv.weight.grad is not None and torch.isfinite(conv.weight.grad).all()
+
+
+def test_parameter_free_and_non_conv_models_are_left_alone() -> None:
+    model = build("bicubic", 2)
+    assert not engine._use_channels_last(model, torch.device("cpu"))
+    assert not engine._use_channels_last(build("plainsr", 2), torch.device("meta"))
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_quantise_rounds_half_up_and_clips(dtype) -> None:
+    peak = float(np.iinfo(dtype).max)
+    values = torch.tensor([-1.0, -1e-3, 0.0, 0.49 / peak, 0.5 / peak, 1.5 / peak, 0.5, 1.0, 1.2])
+    values = torch.cat([values, torch.rand(1000)])
+    reference = torch.floor(values.clamp(0, 1) * peak + 0.5).numpy().astype(dtype)
+    got = engine._quantise(values.clone(), peak, np.dtype(dtype))
+    assert got.dtype == dtype
+    assert np.array_equal(got, reference)
+
+
+def test_allocator_tuning_can_be_turned_off() -> None:
+    code = "from superres import engine; print(engine.tune_cpu_allocator())"
+    runs = {}
+    for value in ("0", "1"):
+        env = {**os.environ, "SUPERRES_TUNE_MALLOC": value}
+        result = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+        )
+        runs[value] = result.stdout.strip()
+    assert runs["0"] == "False"
+    expected = "True" if platform.libc_ver()[0] == "glibc" else "False"
+    assert runs["1"] == expected

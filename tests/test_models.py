@@ -396,3 +396,25 @@ def test_count_flops_deconv_and_parameter_free() -> None:
     deconv = 32 * 81  # each LR feature value spreads over a 9x9 kernel to one output channel
     assert count_flops(net, lr_hw=(h, w)) == 2 * h * w * (convs + deconv)
     assert count_flops(create_model("bicubic", scale=2), lr_hw=(h, w)) == 0
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_plainsr_residual_equals_pixel_shuffle_of_repeated_input(scale: int) -> None:
+    """The broadcast residual is the published form shuffle(body(x) + repeat(x, s^2)), for
+    NCHW and channels-last input, with and without autograd."""
+    torch.manual_seed(0)
+    model = create_model("plainsr", scale=scale).eval()
+    x = torch.rand(2, 3, 9, 13)
+    with torch.no_grad():
+        residual = torch.repeat_interleave(x, scale * scale, dim=1)
+        reference = nn.functional.pixel_shuffle(model.body(x) + residual, scale)
+        plain = model(x)
+        model_cl = model.to(memory_format=torch.channels_last)
+        last = model_cl(x.contiguous(memory_format=torch.channels_last))
+    assert torch.equal(plain, reference)
+    assert last.is_contiguous(memory_format=torch.channels_last)
+    assert float((last - reference).abs().max()) < 1e-6
+    y = model(x.requires_grad_())
+    assert float((y.detach() - reference).abs().max()) < 1e-6
+    y.sum().backward()
+    assert x.grad is not None

@@ -35,6 +35,13 @@ through a separable MATLAB-bicubic resampler (:func:`superres.resize.resize_weig
 keeps only the rows its kernel still needs; the result equals ``imresize(whole_sr,
 size=...)`` up to float rounding.
 
+CPU fast path (measured with ``superres bench``, see README "Speed"): on the CPU the tile loop
+runs convolutional models in channels-last layout (the module's weights are converted once,
+in place) and, on Linux with glibc, raises malloc's mmap threshold once per process (see
+:func:`tune_cpu_allocator`), so that each layer's activations reuse memory freed by the
+previous layer instead of being fresh zero-filled pages; at 640x480 the two together make
+the fast x4 model about 2.5x and the quality x2 model about 2.9x faster.
+
 Backends: the loop only calls ``model.module`` on float tensors, so any module with the
 descriptor attributes runs through it; :class:`superres.export.OnnxModel` wraps an
 onnxruntime session that way (``superres upscale --backend onnx``).
@@ -42,8 +49,11 @@ onnxruntime session that way (``superres upscale --backend onnx``).
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import math
+import os
+import platform
 import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -63,6 +73,7 @@ __all__ = [
     "default_tile",
     "select_device",
     "set_threads",
+    "tune_cpu_allocator",
     "upscale_array",
     "upscale_image",
     "upscale_tensor",
@@ -91,6 +102,13 @@ MIN_SPLIT = 8
 
 _PROBE_SIZE = 16
 _bytes_per_pixel_cache: weakref.WeakKeyDictionary[nn.Module, float] = weakref.WeakKeyDictionary()
+#: Modules whose weights were converted to channels-last by the CPU path.
+_channels_last: weakref.WeakSet[nn.Module] = weakref.WeakSet()
+#: glibc ``mallopt`` parameters and the values :func:`tune_cpu_allocator` sets.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+MMAP_THRESHOLD_BYTES = 1 << 30
+TRIM_THRESHOLD_BYTES = 2 << 30
+_allocator_state: list[bool | None] = [None]  # None: not tried yet; then whether it applied
 
 
 # --------------------------------------------------------------------------- devices, threads
@@ -162,6 +180,61 @@ def set_threads(n: int | None) -> None:
     if isinstance(n, bool) or int(n) != n or n < 1:
         raise ValueError(f"threads must be a positive integer, got {n!r}")
     torch.set_num_threads(int(n))
+
+
+# --------------------------------------------------------------------------- CPU fast path
+
+
+def tune_cpu_allocator() -> bool:
+    """Let large CPU tensors reuse freed memory instead of fresh pages (glibc only; once).
+
+    glibc serves allocations above a dynamic threshold (at most 32 MiB) with ``mmap`` and
+    returns them to the system on ``free``, so every layer of a large tile writes into fresh
+    pages that the kernel must fault in and zero: on this project's reference machine that
+    doubled the time of the fast x4 model at 640x480. This raises the mmap threshold to
+    1 GiB and the trim threshold to 2 GiB (``mallopt``), so freed activations stay in the
+    heap and are reused by the next layer and the next tile, as PyTorch's CUDA caching
+    allocator does on a GPU. The cost: memory freed by the process stays mapped to it (up to
+    about the largest tile's activations) until ``malloc_trim`` or exit.
+
+    Called by the tile loop the first time it runs on the CPU. Set the environment variable
+    ``SUPERRES_TUNE_MALLOC=0`` to leave the allocator alone. Process-wide and permanent.
+
+    Returns:
+        Whether the allocator is tuned (False on other C libraries and when disabled).
+    """
+    if _allocator_state[0] is not None:
+        return bool(_allocator_state[0])
+    applied = False
+    if os.environ.get("SUPERRES_TUNE_MALLOC", "1") != "0" and platform.libc_ver()[0] == "glibc":
+        try:
+            libc = ctypes.CDLL("libc.so.6")
+            applied = bool(
+                libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
+                and libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES)
+            )
+        except (OSError, AttributeError):
+            applied = False
+    _allocator_state[0] = applied
+    return applied
+
+
+def _use_channels_last(model: SRModel, device: torch.device) -> bool:
+    """Convert a convolutional torch model's weights to channels-last once (CPU only).
+
+    oneDNN's convolutions run faster on NHWC data (fast x4 at 640x480: 0.19 -> 0.15 s, quality
+    x2: 1.5 -> 1.2 s, with the tuned allocator); the input tiles are converted to match.
+    """
+    module = model.module
+    if device.type != "cpu":
+        return False
+    if module in _channels_last:
+        return True
+    if not any(isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) for m in module.modules()):
+        return False
+    module.to(memory_format=torch.channels_last)
+    _channels_last.add(module)
+    return True
 
 
 # --------------------------------------------------------------------------- defaults
@@ -406,7 +479,10 @@ def _run_model(model: SRModel, x: Tensor) -> Tensor:
     pad_h, pad_w = (-h) % mult, (-w) % mult
     if pad_h or pad_w:
         x = nn.functional.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
-    y = model.module(x.to(model.dtype))
+    x = x.to(model.dtype)
+    if model.module in _channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    y = model.module(x)
     s = model.scale
     if y.shape[-2:] != (x.shape[-2] * s, x.shape[-1] * s) or y.shape[1] != 3:
         raise RuntimeError(
@@ -498,11 +574,22 @@ def _tile_loop(
     out_w = w * s
     fits = [h * w]  # largest model input known to fit (lowered on out-of-memory errors)
     carry: Tensor | None = None
+    if device.type == "cpu":
+        tune_cpu_allocator()
+        _use_channels_last(model, device)  # outside inference mode: the weights stay normal
+    # Bands in the model's output layout, so blending and rounding read memory in order.
+    layout = torch.channels_last if model.module in _channels_last else torch.contiguous_format
     with torch.inference_mode(), _eval_mode(model.module):
         for bi in range(rows.count):
             ry0, ry1 = rows.region(bi)
             iy0, iy1 = rows.input_span(bi)
-            band = torch.zeros(batch, 3, (ry1 - ry0) * s, out_w, device=device)
+            band: Tensor | None = None  # a single tile is the whole output: nothing to blend
+            if total > 1:
+                if layout == torch.channels_last:
+                    band = torch.zeros(batch, (ry1 - ry0) * s, out_w, 3, device=device)
+                    band = band.permute(0, 3, 1, 2)
+                else:
+                    band = torch.zeros(batch, 3, (ry1 - ry0) * s, out_w, device=device)
             if carry is not None:
                 band[:, :, : carry.shape[2]] = carry
             wy = row_weights[bi][:, None]
@@ -511,11 +598,10 @@ def _tile_loop(
                 ix0, ix1 = cols.input_span(bj)
                 sr = _run_model_or_split(model, fetch(iy0, iy1, ix0, ix1), fits)
                 crop = sr[..., (ry0 - iy0) * s : (ry1 - iy0) * s, (rx0 - ix0) * s : (rx1 - ix0) * s]
-                target = band[..., rx0 * s : rx1 * s]
-                if total == 1:
-                    target += crop
+                if band is None:
+                    band = crop
                 else:
-                    target.addcmul_(crop, wy * col_weights[bj][None, :])
+                    band[..., rx0 * s : rx1 * s].addcmul_(crop, wy * col_weights[bj][None, :])
                 del sr, crop
                 done += 1
                 if progress is not None:
@@ -765,10 +851,11 @@ def _to_float(array: np.ndarray, device: torch.device, peak: float) -> Tensor:
 
 def _quantise(x: Tensor, peak: float, dtype: np.dtype) -> np.ndarray:
     """Round half up and clip a [0, 1] float tensor to integers 0..peak (MATLAB's rule)."""
-    q = x.clamp(0, 1).mul_(peak).add_(0.5).floor_()
+    # clamp(x * peak + 0.5, 0, peak) truncated equals floor(clamp(x, 0, 1) * peak + 0.5)
+    q = (x * peak).add_(0.5).clamp_(0, peak)
     if dtype == np.uint8:
         return q.to(torch.uint8).cpu().numpy()
-    return q.to(torch.int32).cpu().numpy().astype(dtype)
+    return q.floor_().to(torch.int32).cpu().numpy().astype(dtype)
 
 
 def upscale_image(image: io.Image, model: SRModel | nn.Module, **kw: Any) -> io.Image:

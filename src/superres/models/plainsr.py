@@ -45,10 +45,20 @@ class PlainSR(nn.Module):
             layers += [nn.Conv2d(channels, channels, 3, padding=1), nn.PReLU(channels)]
         layers.append(nn.Conv2d(channels, in_channels * scale * scale, 3, padding=1))
         self.body = nn.Sequential(*layers)
-        self.shuffle = nn.PixelShuffle(scale)
         self.scale = scale
         self.receptive_field = n_convs + 2
 
     def forward(self, x: Tensor) -> Tensor:
-        residual = torch.repeat_interleave(x, self.scale * self.scale, dim=1)
-        return self.shuffle(self.body(x) + residual)
+        # Same result as shuffle(body(x) + repeat_interleave(x, s*s, dim=1)), in one add and
+        # one copy: channel c*s*s + i*s + j of the body output at LR pixel (y, x) is output
+        # pixel (c, y*s + i, x*s + j) (PixelShuffle's order), so the residual broadcasts.
+        f = self.body(x)
+        n, c, h, w = x.shape
+        s = self.scale
+        f = f.unflatten(1, (c, s, s))  # (n, c, s, s, h, w)
+        res = x[:, :, None, None]
+        y = f + res if torch.is_grad_enabled() else f.add_(res)
+        if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+            # channels-last in, channels-last out (a row-major H x W x C image in memory)
+            return y.permute(0, 4, 2, 5, 3, 1).reshape(n, h * s, w * s, c).permute(0, 3, 1, 2)
+        return y.permute(0, 1, 4, 2, 5, 3).reshape(n, c, h * s, w * s)
