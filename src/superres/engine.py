@@ -88,7 +88,7 @@ APPROX_CONTEXT = 32
 #: Bounds of the default blend width of exact models.
 MIN_OVERLAP, MAX_OVERLAP = 2, 16
 #: Activation memory one tile may use (estimated from a probe forward pass).
-CPU_TILE_BYTES = 256 << 20  # or a quarter of the available RAM when that is less
+CPU_TILE_BYTES = 512 << 20  # or a quarter of the available RAM when that is less
 MIN_CPU_TILE_BYTES = 16 << 20
 MPS_TILE_BYTES = 1 << 30
 CUDA_TILE_BYTES = 4 << 30
@@ -347,7 +347,7 @@ def default_tile(model: SRModel | nn.Module, device: str | torch.device | None =
 
     The tile input (core plus overlap and context on each side) is sized so that the
     model's activations, estimated from a probe forward pass, fit the device budget
-    (on CPU 256 MiB, or a quarter of the available RAM when that is less; 1 GiB on MPS; a
+    (on CPU 512 MiB, or a quarter of the available RAM when that is less; 1 GiB on MPS; a
     quarter of free memory up to 4 GiB on CUDA); the result is a multiple of 8 in
     [32, 2048]. Should a tile still run out of memory, :func:`_run_model_or_split` splits it.
     """
