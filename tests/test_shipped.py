@@ -55,3 +55,34 @@ def test_a_shipped_name_wins_over_a_same_named_file(tmp_path, monkeypatch):
     assert model.arch == "plainsr" and model.scale == 2
     with pytest.raises(ValueError, match="fast_x9"):
         superres.load_model("fast_x9")
+
+
+def test_default_upscale_is_the_quality_tier_at_native_x4(tmp_path, capsys):
+    """`superres upscale IMAGE -o OUT` (no --model, no --scale) runs the quality x4 weights
+    with no resize, and restores the shipped test chart better than bicubic does."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from superres.cli import main
+    from superres.data import make_lr_array
+    from superres.metrics import psnr
+    from superres.resize import imresize
+    from tests.test_cli import PATTERN
+
+    with Image.open(PATTERN) as im:
+        hr = np.asarray(im.convert("RGB"))
+    hr = hr[: hr.shape[0] // 4 * 4, : hr.shape[1] // 4 * 4]
+    lr = make_lr_array(hr, 4)
+    Image.fromarray(lr).save(tmp_path / "lr.png")
+    out = tmp_path / "sr.png"
+    assert main(["upscale", str(tmp_path / "lr.png"), "-o", str(out)]) == 0
+    summary = capsys.readouterr().err.strip().splitlines()[-1]
+    assert summary.endswith("(model quality x4)"), summary
+    with Image.open(out) as im:
+        sr = np.asarray(im)
+    assert sr.shape == hr.shape
+    up = imresize(torch.from_numpy(lr).permute(2, 0, 1).float(), scale=4)
+    bicubic = up.round().clamp(0, 255).byte().permute(1, 2, 0).numpy()
+    assert psnr(sr, hr, crop=4) > psnr(bicubic, hr, crop=4) + 1.0
+    assert zoo.default_model_name() == "quality"

@@ -571,6 +571,8 @@ class _Trainer:
                 f"{len(loaded) + len(skipped)} tensors"
                 + (f"; skipped {', '.join(skipped)}" if skipped else "")
             )
+        if cfg.channels_last:
+            return module.to(self.device, memory_format=torch.channels_last)
         return module.to(self.device)
 
     def make_optimizer(self, module: nn.Module) -> torch.optim.Optimizer:
@@ -798,6 +800,9 @@ class _Trainer:
                 lr_u8, hr_u8 = next(batches)
                 lr = lr_u8.to(device, non_blocking=True).float().div_(255)
                 hr = hr_u8.to(device, non_blocking=True).float().div_(255)
+                if cfg.channels_last:
+                    lr = lr.contiguous(memory_format=torch.channels_last)
+                    hr = hr.contiguous(memory_format=torch.channels_last)
                 data_wait = time.perf_counter() - t0
                 lr_now = learning_rate(cfg, iteration)
                 for group in self.optimizer.param_groups:
