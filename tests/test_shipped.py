@@ -18,6 +18,7 @@ FLOORS = {
     ("fast", 3): {"Set5": 33.0},
     ("fast", 4): {"Set5": 30.7},
     ("quality", 2): {"Set5": 37.5},
+    ("quality", 3): {"Set5": 33.7},
 }
 MAX_PARAMS = {"fast": 100_000, "quality": 1_500_000}
 
