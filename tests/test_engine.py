@@ -517,3 +517,29 @@ def test_allocator_tuning_can_be_turned_off() -> None:
     assert runs["0"] == "False"
     expected = "True" if platform.libc_ver()[0] == "glibc" else "False"
     assert runs["1"] == expected
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc tuning is glibc-only")
+def test_memory_kept_for_reuse_is_given_back_on_request() -> None:
+    code = """
+import torch
+from superres import engine
+from superres.models import SRModel, create_model
+def rss():
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) for l in f if l.startswith("VmRSS")) / 1024
+model = SRModel.from_module(create_model("plainsr", scale=4)).eval()
+engine.upscale_tensor(torch.rand(1, 3, 240, 320), model, tile=0)
+kept = rss()
+engine.release_cpu_memory()
+print(kept - rss())
+"""
+    given_back = {}
+    for value in ("0", "1"):
+        env = {**os.environ, "SUPERRES_TUNE_MALLOC": value}
+        cmd = [sys.executable, "-c", code]
+        result = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        assert result.returncode == 0, result.stderr[-2000:]
+        given_back[value] = float(result.stdout)  # MiB
+    assert given_back["1"] > 20  # freed activations were kept for reuse, now returned
+    assert abs(given_back["0"]) < 5  # untuned: glibc had unmapped them already

@@ -295,8 +295,8 @@ def test_global_batch_must_split_over_processes(tmp_path, folders, monkeypatch):
 
 
 def test_channels_last_trains_the_same_model_and_resumes_exactly(tmp_path, folders):
-    common = dict(iterations=8, checkpoint_every=4, log_every=4,
-                  model={"arch": "lafn", "scale": 2, "hparams": {"channels": 8, "n_blocks": 1}})  # fmt: skip
+    model = {"arch": "lafn", "scale": 2, "hparams": {"channels": 8, "n_blocks": 1}}
+    common = dict(iterations=8, checkpoint_every=4, log_every=4, model=model)
     plain = state_tensors(run(base_config(folders, tmp_path / "nchw", **common)))
     whole = state_tensors(
         run(base_config(folders, tmp_path / "nhwc", **common, channels_last=True))

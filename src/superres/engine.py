@@ -72,6 +72,7 @@ __all__ = [
     "default_overlap",
     "default_tile",
     "select_device",
+    "release_cpu_memory",
     "set_threads",
     "tune_cpu_allocator",
     "upscale_array",
@@ -109,6 +110,7 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 MMAP_THRESHOLD_BYTES = 1 << 30
 TRIM_THRESHOLD_BYTES = 2 << 30
 _allocator_state: list[bool | None] = [None]  # None: not tried yet; then whether it applied
+_libc: list[ctypes.CDLL] = []  # glibc, once tune_cpu_allocator applied
 
 
 # --------------------------------------------------------------------------- devices, threads
@@ -195,7 +197,7 @@ def tune_cpu_allocator() -> bool:
     1 GiB and the trim threshold to 2 GiB (``mallopt``), so freed activations stay in the
     heap and are reused by the next layer and the next tile, as PyTorch's CUDA caching
     allocator does on a GPU. The cost: memory freed by the process stays mapped to it (up to
-    about the largest tile's activations) until ``malloc_trim`` or exit.
+    about the largest tile's activations) until :func:`release_cpu_memory` or exit.
 
     Called by the tile loop the first time it runs on the CPU. Set the environment variable
     ``SUPERRES_TUNE_MALLOC=0`` to leave the allocator alone. Process-wide and permanent.
@@ -213,10 +215,24 @@ def tune_cpu_allocator() -> bool:
                 libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
                 and libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES)
             )
+            if applied:
+                _libc.append(libc)
         except (OSError, AttributeError):
             applied = False
     _allocator_state[0] = applied
     return applied
+
+
+def release_cpu_memory() -> None:
+    """Give memory that the process freed back to the system (glibc ``malloc_trim``).
+
+    With :func:`tune_cpu_allocator` in effect, memory freed after an upscale stays with the
+    process for the next one (trimming after every call would make the fast x4 model at
+    640x480 about 30 % slower: 0.155 -> 0.20 s). Call this in a long-lived process that
+    wants it back, e.g. after a batch of images. No-op when the allocator is not tuned.
+    """
+    if _libc:
+        _libc[0].malloc_trim(0)
 
 
 def _use_channels_last(model: SRModel, device: torch.device) -> bool:
