@@ -376,6 +376,23 @@ def test_auto_scale_keeps_the_best_psnr():
             other = compress_detailed(image, codec="webp", target_bpp=0.5, scale=scale, model=model)
         if other.met_target:
             assert psnr_rgb(decompress(other.data).pixels, image) <= best.psnr + 1e-9
+    codec_scales = {w.scale for w in zoo.shipped_weights() if w.name == "codec"}
+    if codec_scales:  # the codec tier competes at the scales it has weights for, and only them
+        best = compress_detailed(image, codec="webp", target_bpp=0.5, scale="auto", model="codec")
+        assert best.scale in {1, *codec_scales}
+
+
+def test_auto_scale_with_a_model_that_has_no_weights_is_an_error(monkeypatch):
+    from superres.codec import api
+
+    def no_weights(model, scale, **kw):
+        if api.models.MODELS[api.models.model_id(model)] == "codec":
+            raise ValueError(f"restoration model 'codec' x{scale}: no x{scale} weights")
+        return real(model, scale, **kw)
+
+    real = api.models.load_restorer
+    monkeypatch.setattr(api.models, "load_restorer", no_weights)
+    image = io.read_image(PATTERN).pixels[:64, :64]
     with pytest.raises(ValueError, match="'codec' has no weights for any scale > 1"):
         compress(image, codec="webp", target_bpp=0.5, scale="auto", model="codec")
 
