@@ -91,6 +91,15 @@ def ship(run: Path, name: str, config: Path, allow_partial: bool = False) -> Pat
         metrics["Kodak24_decoded"] = codec_gains(model.eval())
     prov["config_file"] = config.relative_to(REPO).as_posix()
     prov["train_data"] = [Path(p).name for p in prov.get("train_data", [])]
+    stage = _first_stage(prov.get("config", {}).get("init_from"))
+    if stage:  # a second stage: record what the first one was (the card states both)
+        first = load_checkpoint(REPO / prov["config"]["init_from"]).metadata["provenance"]
+        prov["first_stage"] = {
+            "config_file": stage,
+            "iterations": first.get("iterations"),
+            "wall_time_s": first.get("wall_time_s"),
+            "hardware": first.get("hardware"),
+        }
     out = WEIGHTS / f"{name}_x{model.scale}.safetensors"
     WEIGHTS.mkdir(parents=True, exist_ok=True)
     save_checkpoint(
@@ -107,6 +116,25 @@ def ship(run: Path, name: str, config: Path, allow_partial: bool = False) -> Pat
     print(result.table())
     write_card(name)
     return out
+
+
+def _first_stage(init_from: str | None) -> str | None:
+    """``configs/RUN.yaml`` when ``init_from`` is the output of another run (``runs/RUN/...``):
+    a second training stage that continues it."""
+    if not init_from or not init_from.startswith("runs/"):
+        return None
+    return f"configs/{Path(init_from).parts[1]}.yaml"
+
+
+def _retrain_commands(metas: list[dict]) -> list[str]:
+    lines = []
+    for m in metas:
+        prov = m.get("provenance", {})
+        stage = _first_stage(prov.get("config", {}).get("init_from"))
+        if stage:
+            lines.append(f"superres train --config {stage}")
+        lines.append(f"superres train --config {prov.get('config_file')}")
+    return lines
 
 
 def write_card(name: str) -> Path:
@@ -140,12 +168,22 @@ def write_card(name: str) -> Path:
         cores = hw.get("cpu_count", "?")
         hardware = f"{hw.get('processes', 1)}x {hw.get('device', '?')} ({cores} cores)"
         init = cfg.get("init_from")
-        config = f"`{p.get('config_file', '?')}`" + (f" (init `{Path(init).name}`)" if init else "")
+        config = f"`{p.get('config_file', '?')}`"
+        if _first_stage(init):
+            config += f" (fine-tunes the run of `{_first_stage(init)}`)"
+        elif init:
+            config += f" (init `{Path(init).name}`)"
+        iterations = f"{p.get('iterations', 0):,}"
+        wall = p.get("wall_time_s", 0)
+        first = p.get("first_stage")
+        if first:
+            iterations = f"{first['iterations']:,} + {iterations}"
+            wall += first.get("wall_time_s") or 0
         lines.append(
             f"| x{m['scale']} | `{f.name}` | {m.get('num_params', 0):,} | "
-            f"{m.get('flops_per_output_pixel', 0) / 1e3:.1f} K | {p.get('iterations', '?'):,} | "
+            f"{m.get('flops_per_output_pixel', 0) / 1e3:.1f} K | {iterations} | "
             f"{cfg.get('data', {}).get('batch', '?')} x {cfg.get('data', {}).get('patch', '?')}² | "
-            f"{p.get('wall_time_s', 0) / 3600:.1f} h | {hardware} | {config} |"
+            f"{wall / 3600:.1f} h | {hardware} | {config} |"
         )
     lines += [
         "",
@@ -195,7 +233,7 @@ def write_card(name: str) -> Path:
         "Retrain:",
         "",
         "```bash",
-        *(f"superres train --config {m['provenance'].get('config_file')}" for m in metas),
+        *_retrain_commands(metas),
         "```",
         "",
     ]

@@ -8,15 +8,21 @@
 # RUN is a config name (configs/RUN.yaml); the tier is the part before "_x". A run folder
 # saved in checkpoints/RUN/ (committed to carry a run across machines) is copied to
 # runs/RUN/ first when runs/RUN/ holds no state.
+#
+# A run named TIER_xS_STAGE (quality_x4_mse) continues the run TIER_xS from its weights and
+# ships as TIER_xS; the first stage of such a pair (listed in FIRST_STAGES) is not shipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+FIRST_STAGES=" quality_x4 "
 runs=("$@")
 if [ ${#runs[@]} -eq 0 ]; then
-    runs=(fast_x2 fast_x3 fast_x4 quality_x2 quality_x3 quality_x4 codec_x2 codec_x4)
+    runs=(fast_x2 fast_x3 fast_x4 quality_x2 quality_x3 quality_x4 quality_x4_mse codec_x2 codec_x4)
 fi
 for run in "${runs[@]}"; do
     tier=${run%%_x*}
-    if [ -f "src/superres/weights/$run.safetensors" ]; then
+    rest=${run#*_x}
+    scale=${rest%%_*}
+    if [ -f "src/superres/weights/${tier}_x$scale.safetensors" ]; then
         echo "== $run: shipped already"
         continue
     fi
@@ -25,6 +31,9 @@ for run in "${runs[@]}"; do
     fi
     echo "== $run: training ($(date -u +%H:%M))"
     superres train --config "configs/$run.yaml" --resume -q
+    if [[ "$FIRST_STAGES" == *" $run "* ]]; then
+        continue
+    fi
     echo "== $run: shipping ($(date -u +%H:%M))"
     python tools/ship_model.py --run "runs/$run" --name "$tier" --config "configs/$run.yaml"
 done
