@@ -118,8 +118,10 @@ def test_default_upscale_restores_a_photo_far_better_than_bicubic(tmp_path, caps
 CODEC_GAIN_FLOORS = {("jpeg", 30): 0.8, ("webp", 50): 0.4}
 
 
-@pytest.mark.parametrize("scale", sorted(s for (n, s) in FLOORS if n == "codec"))
+@pytest.mark.parametrize("scale", [2, 4])
 def test_codec_tier_restores_decoded_images(scale):
+    if ("codec", scale) not in FLOORS:  # FLOORS lists exactly the shipped files (test above)
+        pytest.skip(f"codec x{scale} is not shipped yet (issue 4: trained in configs/codec_x*)")
     import numpy as np
 
     from superres.codec import get_codec, rd
