@@ -35,13 +35,13 @@ through a separable MATLAB-bicubic resampler (:func:`superres.resize.resize_weig
 keeps only the rows its kernel still needs; the result equals ``imresize(whole_sr,
 size=...)`` up to float rounding.
 
-CPU fast path (measured with ``superres bench``, see README "Speed and deployment"): on the CPU the tile loop
-runs convolutional models in channels-last layout (the module's weights are converted once,
-in place) and, on Linux with glibc, raises malloc's mmap threshold once per process (see
-:func:`tune_cpu_allocator`), so that each layer's activations reuse memory freed by the
-previous layer instead of being fresh zero-filled pages; at 640x480 the two together make
-the fast x4 model about 2.6x and the quality x4 model about 2.9x faster than the bare NCHW
-module (``benchmarks/cpu_fast_path.py``).
+CPU fast path (measured with ``superres bench``; README "Speed and deployment"): on the CPU
+the tile loop runs convolutional models in channels-last layout (the module's weights are
+converted once, in place) and, on Linux with glibc, raises malloc's mmap threshold once per
+process (see :func:`tune_cpu_allocator`), so that each layer's activations reuse memory freed
+by the previous layer instead of being fresh zero-filled pages; at 640x480 the two together
+make the fast x4 model about 2.6x and the quality x4 model about 2.9x faster than the bare
+NCHW module (``benchmarks/cpu_fast_path.py``).
 
 Backends: the loop only calls ``model.module`` on float tensors, so any module with the
 descriptor attributes runs through it; :class:`superres.export.OnnxModel` wraps an
