@@ -20,7 +20,6 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 
 
 def _child(models: list[tuple[str, int]], size: tuple[int, int], threads: int, repeats: int):
@@ -29,6 +28,7 @@ def _child(models: list[tuple[str, int]], size: tuple[int, int], threads: int, r
     from torch import nn
 
     from superres import engine, load_model
+    from superres.bench import _time
 
     torch.set_num_threads(threads)
     tuned = engine.tune_cpu_allocator()
@@ -39,14 +39,8 @@ def _child(models: list[tuple[str, int]], size: tuple[int, int], threads: int, r
     x_cl = x.contiguous(memory_format=torch.channels_last)
     results = []
 
-    def median(fn) -> float:
-        fn()
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
-        return statistics.median(times) * 1000
+    def median(fn) -> float:  # ms, after one warm-up run, timed as `superres bench` does
+        return statistics.median(_time(fn, repeats, warmup=1)) * 1000
 
     for name, scale in models:
         row = {"model": f"{name} x{scale}", "tuned_malloc": tuned}

@@ -68,7 +68,7 @@ def data_root() -> Path:
 
 
 def ship(run: Path, name: str, config: Path, allow_partial: bool = False) -> Path:
-    from superres.checkpoint import load_checkpoint, save_checkpoint
+    from superres.checkpoint import load_checkpoint, read_checkpoint_metadata, save_checkpoint
     from superres.evaluation import evaluate
     from superres.models import flops_per_output_pixel
 
@@ -93,7 +93,7 @@ def ship(run: Path, name: str, config: Path, allow_partial: bool = False) -> Pat
     prov["train_data"] = [Path(p).name for p in prov.get("train_data", [])]
     stage = _first_stage(prov.get("config", {}).get("init_from"))
     if stage:  # a second stage: record what the first one was (the card states both)
-        first = load_checkpoint(REPO / prov["config"]["init_from"]).metadata["provenance"]
+        first = read_checkpoint_metadata(REPO / prov["config"]["init_from"])["provenance"]
         prov["first_stage"] = {
             "config_file": stage,
             "iterations": first.get("iterations"),
@@ -130,9 +130,8 @@ def _retrain_commands(metas: list[dict]) -> list[str]:
     lines = []
     for m in metas:
         prov = m.get("provenance", {})
-        stage = _first_stage(prov.get("config", {}).get("init_from"))
-        if stage:
-            lines.append(f"superres train --config {stage}")
+        if prov.get("first_stage"):
+            lines.append(f"superres train --config {prov['first_stage']['config_file']}")
         lines.append(f"superres train --config {prov.get('config_file')}")
     return lines
 
@@ -169,16 +168,15 @@ def write_card(name: str) -> Path:
         hardware = f"{hw.get('processes', 1)}x {hw.get('device', '?')} ({cores} cores)"
         init = cfg.get("init_from")
         config = f"`{p.get('config_file', '?')}`"
-        if _first_stage(init):
-            config += f" (fine-tunes the run of `{_first_stage(init)}`)"
-        elif init:
-            config += f" (init `{Path(init).name}`)"
         iterations = f"{p.get('iterations', 0):,}"
         wall = p.get("wall_time_s", 0)
         first = p.get("first_stage")
         if first:
+            config += f" (fine-tunes the run of `{first['config_file']}`)"
             iterations = f"{first['iterations']:,} + {iterations}"
             wall += first.get("wall_time_s") or 0
+        elif init:
+            config += f" (init `{Path(init).name}`)"
         lines.append(
             f"| x{m['scale']} | `{f.name}` | {m.get('num_params', 0):,} | "
             f"{m.get('flops_per_output_pixel', 0) / 1e3:.1f} K | {iterations} | "

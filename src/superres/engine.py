@@ -591,18 +591,18 @@ def _tile_loop(
     out_w = w * s
     fits = [h * w]  # largest model input known to fit (lowered on out-of-memory errors)
     carry: Tensor | None = None
+    channels_last = False
     if device.type == "cpu":
         tune_cpu_allocator()
-        _use_channels_last(model, device)  # outside inference mode: the weights stay normal
-    # Bands in the model's output layout, so blending and rounding read memory in order.
-    layout = torch.channels_last if model.module in _channels_last else torch.contiguous_format
+        # outside inference mode: the converted weights stay normal (trainable) tensors
+        channels_last = _use_channels_last(model, device)
     with torch.inference_mode(), _eval_mode(model.module):
         for bi in range(rows.count):
             ry0, ry1 = rows.region(bi)
             iy0, iy1 = rows.input_span(bi)
             band: Tensor | None = None  # a single tile is the whole output: nothing to blend
-            if total > 1:
-                if layout == torch.channels_last:
+            if total > 1:  # bands in the model's output layout: blending reads memory in order
+                if channels_last:
                     band = torch.zeros(batch, (ry1 - ry0) * s, out_w, 3, device=device)
                     band = band.permute(0, 3, 1, 2)
                 else:
