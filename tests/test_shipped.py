@@ -63,12 +63,11 @@ def _default_upscale(hr, tmp_path, capsys):
     """Run `superres upscale LR -o SR` (no --model, no --scale) on the MATLAB-bicubic x4 LR
     of ``hr``; return the summary line, SR and the bicubic upscale of the same LR."""
     import numpy as np
-    import torch
     from PIL import Image
 
     from superres.cli import main
     from superres.data import make_lr_array
-    from superres.resize import imresize
+    from superres.engine import upscale_array
 
     lr = make_lr_array(hr, 4)
     Image.fromarray(lr).save(tmp_path / "lr.png")
@@ -77,8 +76,7 @@ def _default_upscale(hr, tmp_path, capsys):
     summary = capsys.readouterr().err.strip().splitlines()[-1]
     with Image.open(out) as im:
         sr = np.asarray(im)
-    up = imresize(torch.from_numpy(lr).permute(2, 0, 1).float(), scale=4)
-    bicubic = up.round().clamp(0, 255).byte().permute(1, 2, 0).numpy()
+    bicubic, _ = upscale_array(lr, superres.load_model("bicubic", scale=4))
     return summary, sr, bicubic
 
 
