@@ -277,7 +277,7 @@ def test_shipped_network_round_trip():
 def test_default_model_is_the_best_shipped_tier():
     for scale in (2, 3, 4):
         shipped = {w.name for w in zoo.shipped_weights() if w.scale == scale}
-        expected = next((n for n in ("quality", "fast") if n in shipped), "bicubic")
+        expected = next((n for n in ("codec", "quality", "fast") if n in shipped), "bicubic")
         data = compress(_gradient(), scale=scale, quality=50)
         assert unpack(data)[0].model == expected
     assert unpack(compress(_gradient(), quality=50))[0].model == "lanczos"  # scale 1
