@@ -126,6 +126,15 @@ def _first_stage(init_from: str | None) -> str | None:
     return f"configs/{Path(init_from).parts[1]}.yaml"
 
 
+def _config_init(config: Path) -> str | None:
+    """The ``init_from`` of a config file (None if it has none or is missing)."""
+    if not config.is_file():
+        return None
+    from superres.config import load_config
+
+    return load_config(config).init_from
+
+
 def _retrain_commands(metas: list[dict]) -> list[str]:
     lines = []
     for m in metas:
@@ -153,8 +162,14 @@ def write_card(name: str) -> Path:
         f"`src/superres/models/{first['arch']}.py`. Trained by this project with "
         "`superres train`, from scratch or initialised from the x2 weights as the config says, "
         "on T91 + BSD200 (the classic 291-image training set) only; no benchmark image was "
-        "trained on. Set5 was used only to monitor training; the shipped weights are the "
-        "final EMA weights, not a Set5-selected checkpoint.",
+        "trained on. "
+        + (
+            "Set5 was used only to monitor training; the shipped weights are the final EMA "
+            "weights, not a Set5-selected checkpoint."
+            if any(m.get("provenance", {}).get("config", {}).get("data", {}).get("val")
+                   for m in metas)
+            else "No validation set was used; the shipped weights are the final EMA weights."
+        ),
         "",
         "| scale | file | params | FLOPs / output px | iterations | batch x LR patch | "
         "wall time | hardware | config |",
@@ -172,7 +187,9 @@ def write_card(name: str) -> Path:
         wall = p.get("wall_time_s", 0)
         first = p.get("first_stage")
         if first:
-            config += f" (fine-tunes the run of `{first['config_file']}`)"
+            config += f" (fine-tunes the run of `{first['config_file']}`"
+            first_init = _config_init(REPO / first["config_file"])
+            config += f", init `{Path(first_init).name}`)" if first_init else ")"
             iterations = f"{first['iterations']:,} + {iterations}"
             wall += first.get("wall_time_s") or 0
         elif init:
@@ -203,7 +220,8 @@ def write_card(name: str) -> Path:
             "",
             "Restoring decoded images (what `superres decompress` does): PSNR-RGB on Kodak24 "
             "(24 images), the original downscaled by MATLAB bicubic, coded, decoded, then "
-            "upscaled by Lanczos or by this model; payload bpp per original pixel:",
+            "upscaled by Lanczos or by this model; payload bpp per original pixel (measured "
+            "by `tools/ship_model.py` when the weights ship):",
             "",
             "| scale | codec | quality | payload bpp | Lanczos dB | this model dB | gain dB |",
             "|---|---|---|---|---|---|---|",

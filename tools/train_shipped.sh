@@ -13,10 +13,10 @@
 # ships as TIER_xS; the first stage of such a pair (listed in FIRST_STAGES) is not shipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-FIRST_STAGES=" quality_x4 "
+FIRST_STAGES=" quality_x4 codec_x2 "
 runs=("$@")
 if [ ${#runs[@]} -eq 0 ]; then
-    runs=(fast_x2 fast_x3 fast_x4 quality_x2 quality_x3 quality_x4 quality_x4_mse codec_x2 codec_x4)
+    runs=(fast_x2 fast_x3 fast_x4 quality_x2 quality_x3 quality_x4 quality_x4_mse codec_x2 codec_x2_mse codec_x4)
 fi
 for run in "${runs[@]}"; do
     tier=${run%%_x*}
