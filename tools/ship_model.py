@@ -166,8 +166,9 @@ def write_card(name: str) -> Path:
         + (
             "Set5 was used only to monitor training; the shipped weights are the final EMA "
             "weights, not a Set5-selected checkpoint."
-            if any(m.get("provenance", {}).get("config", {}).get("data", {}).get("val")
-                   for m in metas)
+            if any(
+                m.get("provenance", {}).get("config", {}).get("data", {}).get("val") for m in metas
+            )
             else "No validation set was used; the shipped weights are the final EMA weights."
         ),
         "",
