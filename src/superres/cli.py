@@ -384,7 +384,8 @@ def cmd_rd(args: argparse.Namespace) -> int:
         atomic_write_bytes(args.json, (json.dumps(payload, indent=2) + "\n").encode())
     if args.plot:
         try:
-            rd.plot([*curves, front], args.plot, title=f"{Path(args.data).name}, {args.codec}")
+            rd.plot([*curves, front], args.plot, title=f"{Path(args.data).name}, {args.codec}",
+                    window=(low, high), max_bpp=max(1.0, 2 * high))  # fmt: skip
         except ImportError as err:
             raise UsageError(str(err)) from None
     return EXIT_OK

@@ -155,12 +155,26 @@ def rd_curve(
 
 
 def pareto_front(curves: Sequence[Curve]) -> Curve:
-    """The best operating points of several curves of one codec: each point of the result
-    has a higher PSNR than every point with fewer bits (choose the scale per bitrate)."""
+    """The best operating points of several curves of one codec (choose the scale per
+    bitrate): their upper envelope. A measured point is kept when no other curve is higher
+    at its bitrate (between two of a curve's points, by linear interpolation in log-rate:
+    the codec's intermediate qualities lie there) and it beats every kept point with fewer
+    bits."""
     if not curves:
         raise ValueError("no curves")
+
+    def beaten(point: RDPoint, own: Curve) -> bool:
+        for other in curves:
+            rated = sorted((p.bpp, p.psnr) for p in other.points if p.bpp > 0)
+            if other is own or not rated or not rated[0][0] <= point.bpp <= rated[-1][0]:
+                continue
+            if _psnr_at(rated, point.bpp) > point.psnr:
+                return True
+        return False
+
     tagged = sorted(
-        ((p, c) for c in curves for p in c.points), key=lambda pc: (pc[0].bpp, -pc[0].psnr)
+        ((p, c) for c in curves for p in c.points if not beaten(p, c)),
+        key=lambda pc: (pc[0].bpp, -pc[0].psnr),
     )
     front: list[RDPoint] = []
     for point, _ in tagged:
@@ -253,8 +267,19 @@ def to_compressai(curve: Curve, description: str = "") -> dict:
     }
 
 
-def plot(curves: Sequence[Curve], path: str | Path, title: str = "") -> None:
-    """Write a PSNR-vs-bpp plot of ``curves`` (needs matplotlib: ``superres[plot]``)."""
+def plot(
+    curves: Sequence[Curve],
+    path: str | Path,
+    title: str = "",
+    *,
+    window: tuple[float, float] | None = None,
+    max_bpp: float | None = None,
+) -> None:
+    """Write a PSNR-vs-bpp plot of ``curves`` (needs matplotlib: ``superres[plot]``).
+
+    A best-of front (:func:`pareto_front`) is drawn as a wide light band under the curves;
+    ``window`` (the BD-rate's bpp window) is shaded; ``max_bpp`` limits the x axis (and the
+    y axis to the points within it)."""
     try:
         import matplotlib
 
@@ -264,11 +289,23 @@ def plot(curves: Sequence[Curve], path: str | Path, title: str = "") -> None:
         raise ImportError("plotting needs matplotlib: pip install 'superres[plot]'") from None
     fig, ax = plt.subplots(figsize=(7, 5), dpi=120)
     for curve in curves:
-        style = "--" if curve.scale == 1 else "-"
-        ax.plot(curve.column("bpp"), curve.column("psnr"), style, marker=".", label=curve.name)
+        x, y = curve.column("bpp"), curve.column("psnr")
+        if curve.scale == 0:
+            ax.plot(x, y, "-", color="0.6", linewidth=7, alpha=0.35, zorder=0, label=curve.name)
+        else:
+            style = "--" if curve.scale == 1 else "-"
+            ax.plot(x, y, style, marker=".", label=curve.name)
+    if window:
+        ax.axvspan(
+            *window, color="0.9", zorder=-1, label=f"BD-rate window {window[0]:g}-{window[1]:g} bpp"
+        )
     ax.set_xlabel("bits per pixel (whole .srz file)")
     ax.set_ylabel("PSNR-RGB (dB)")
-    ax.set_xlim(left=0)
+    ax.set_xlim(left=0, right=max_bpp)
+    if max_bpp:
+        shown = [p.psnr for c in curves for p in c.points if p.bpp <= max_bpp]
+        if shown:
+            ax.set_ylim(min(shown) - 0.5, max(shown) + 0.5)
     ax.grid(alpha=0.3)
     ax.legend()
     if title:
