@@ -30,7 +30,9 @@ def main() -> None:
     args = parser.parse_args()
     scales = [int(s) for s in args.scales.split(",")]
     folders = [args.data / b for b in BENCHMARKS]
-    names = ["bicubic", *sorted({w.name for w in zoo.shipped_weights()})]
+    tiers = ("fast", "quality", "codec")  # README order; any other shipped name after them
+    shipped = {w.name for w in zoo.shipped_weights()}
+    names = ["bicubic", *(t for t in tiers if t in shipped), *sorted(shipped - set(tiers))]
     rows, records = [], []
     for name in names:
         for scale in scales:
