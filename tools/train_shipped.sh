@@ -10,10 +10,9 @@
 # runs/RUN/ first when runs/RUN/ holds no state.
 #
 # A run named TIER_xS_STAGE (quality_x4_mse) continues the run TIER_xS from its weights and
-# ships as TIER_xS; the first stage of such a pair (listed in FIRST_STAGES) is not shipped.
+# ships as TIER_xS; a run with such a later stage (a configs/RUN_*.yaml) is not shipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-FIRST_STAGES=" quality_x4 codec_x2 "
 runs=("$@")
 if [ ${#runs[@]} -eq 0 ]; then
     runs=(fast_x2 fast_x3 fast_x4 quality_x2 quality_x3 quality_x4 quality_x4_mse codec_x2 codec_x2_mse codec_x4)
@@ -31,8 +30,8 @@ for run in "${runs[@]}"; do
     fi
     echo "== $run: training ($(date -u +%H:%M))"
     superres train --config "configs/$run.yaml" --resume -q
-    if [[ "$FIRST_STAGES" == *" $run "* ]]; then
-        continue
+    if compgen -G "configs/${run}_*.yaml" > /dev/null; then
+        continue  # a first stage: the later stage ships
     fi
     echo "== $run: shipping ($(date -u +%H:%M))"
     python tools/ship_model.py --run "runs/$run" --name "$tier" --config "configs/$run.yaml"
