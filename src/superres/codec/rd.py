@@ -163,14 +163,14 @@ def pareto_front(curves: Sequence[Curve]) -> Curve:
     if not curves:
         raise ValueError("no curves")
 
+    rated = [sorted((p.bpp, p.psnr) for p in c.points if p.bpp > 0) for c in curves]
+
     def beaten(point: RDPoint, own: Curve) -> bool:
-        for other in curves:
-            rated = sorted((p.bpp, p.psnr) for p in other.points if p.bpp > 0)
-            if other is own or not rated or not rated[0][0] <= point.bpp <= rated[-1][0]:
-                continue
-            if _psnr_at(rated, point.bpp) > point.psnr:
-                return True
-        return False
+        return any(
+            other is not own and pts and pts[0][0] <= point.bpp <= pts[-1][0]
+            and _psnr_at(pts, point.bpp) > point.psnr
+            for other, pts in zip(curves, rated, strict=True)
+        )  # fmt: skip
 
     tagged = sorted(
         ((p, c) for c in curves for p in c.points if not beaten(p, c)),
