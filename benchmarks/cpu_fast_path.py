@@ -27,8 +27,9 @@ def _child(models: list[tuple[str, int]], size: tuple[int, int], threads: int, r
     import torch
     from torch import nn
 
-    from superres import engine, load_model
-    from superres.bench import _time
+    from superres import load_model
+    from superres.evaluation.bench import _time
+    from superres.inference import engine
 
     torch.set_num_threads(threads)
     tuned = engine.tune_cpu_allocator()

@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from superres import engine, io
+from superres.core import io
+from superres.inference import engine
 from superres.models import SRModel, create_model
 
 

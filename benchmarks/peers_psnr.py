@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from superres.data import load_hr, make_lr_array
+from superres.core.metrics import modcrop, psnr, ssim
 from superres.evaluation import list_images
-from superres.metrics import modcrop, psnr, ssim
+from superres.training.data import load_hr, make_lr_array
 
 REPO = Path(__file__).resolve().parents[1]
 

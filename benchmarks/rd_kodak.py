@@ -21,7 +21,8 @@ import os
 import time
 from pathlib import Path
 
-from superres import cli, zoo
+from superres.apps import cli
+from superres.weights import zoo
 
 REPO = Path(__file__).resolve().parents[1]
 WINDOWS = {"jpeg": "0.1,0.4", "webp": "0.1,0.3", "avif": "0.1,0.3"}

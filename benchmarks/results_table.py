@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 
 import superres
-from superres import zoo
+from superres.weights import zoo
 
 BENCHMARKS = ("Set5", "Set14", "BSD100")
 REPO = Path(__file__).resolve().parents[1]

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from superres import bench, zoo
-from superres.cli import main
+from superres.apps.cli import main
+from superres.evaluation import bench
+from superres.weights import zoo
 
 REPO = Path(__file__).resolve().parents[1]
 PEERS = REPO.parent / "shared" / "peers" / "opencv-dnn-superres"

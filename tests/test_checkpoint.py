@@ -12,15 +12,15 @@ import safetensors.torch
 import torch
 from torch import nn
 
-from superres import checkpoint
-from superres.checkpoint import (
+from superres.models import SRModel, create_model, get_model_spec, list_models
+from superres.weights import checkpoint
+from superres.weights.checkpoint import (
     FORMAT_VERSION,
     CheckpointError,
     load_checkpoint,
     read_checkpoint_metadata,
     save_checkpoint,
 )
-from superres.models import SRModel, create_model, get_model_spec, list_models
 
 SHRINK = {"n_feats": 16, "n_blocks": 2, "n_groups": 2, "reduction": 4, "depth": 6}
 CASES = [

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from superres.cli import main
+from superres.apps.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 PATTERN = REPO / "examples" / "pattern.png"
@@ -114,8 +114,8 @@ def test_architecture_without_weights_is_explained(tmp_path, capsys):
 def test_upscale_with_a_checkpoint_path(tmp_path):
     import torch
 
-    from superres.checkpoint import save_checkpoint
     from superres.models import create_model
+    from superres.weights.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
     ckpt = save_checkpoint(tmp_path / "espcn.safetensors", create_model("espcn", scale=3))

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 
-from superres import io, zoo
 from superres.codec import (
     AUTO_SCALES,
     MODELS,
@@ -30,7 +29,9 @@ from superres.codec import (
     unpack,
 )
 from superres.codec.container import HEADER_SIZE
-from superres.metrics import psnr_rgb
+from superres.core import io
+from superres.core.metrics import psnr_rgb
+from superres.weights import zoo
 
 CODECS = ("jpeg", "webp", "avif")
 PATTERN = Path(__file__).resolve().parents[1] / "examples" / "pattern.png"

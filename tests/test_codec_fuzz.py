@@ -12,8 +12,8 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from superres import io
 from superres.codec import ContainerError, Header, compress, decompress, pack, unpack
+from superres.core import io
 
 SHAPE = (24, 32, 3)
 FILES = [("jpeg", 1, None), ("webp", 2, "lanczos"), ("avif", 2, "bicubic")]

@@ -9,9 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
-from superres import data
+from superres.core.metrics import modcrop
 from superres.evaluation import make_lr
-from superres.metrics import modcrop
+from superres.training import data
 
 
 def make_folder(folder: Path, sizes, seed: int = 0, grey: tuple[int, ...] = ()) -> Path:
@@ -193,7 +193,7 @@ def test_codec_degradation_encodes_block_aligned_patches(tmp_path):
 
 
 def test_codec_degradation_config_errors():
-    from superres.config import ConfigError, load_config
+    from superres.training.config import ConfigError, load_config
 
     base = ["data.train=[x]", "model.arch=espcn"]
     cfg = load_config(None, [*base, "data.degrade.codecs=[avif]", "data.degrade.avif=[30,40]"])

@@ -15,9 +15,9 @@ import pytest
 import torch
 from torch import nn
 
-from superres import engine
+from superres.core.resize import imresize
+from superres.inference import engine
 from superres.models import SRModel, create_model, get_model_spec, list_models
-from superres.resize import imresize
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -385,7 +385,7 @@ def test_set_threads() -> None:
 
 
 def test_upscale_image_keeps_metadata() -> None:
-    io = pytest.importorskip("superres.io")
+    io = pytest.importorskip("superres.core.io")
     pixels, alpha = _disc(16, 5)
     image = io.Image(pixels=pixels, alpha=alpha, icc_profile=b"icc-bytes", exif=b"Exif\x00\x00")
     out = engine.upscale_image(image, build("bicubic", 2), tile=8)
@@ -398,7 +398,7 @@ def test_upscale_image_keeps_metadata() -> None:
 
 def test_memory_bound_4000x3000_x4(tmp_path: Path) -> None:
     """A 16000 x 12000 output is produced and written with peak RSS under 2 GB."""
-    pytest.importorskip("superres.io")
+    pytest.importorskip("superres.core.io")
     out = tmp_path / "big.png"
     cmd = [sys.executable, str(REPO / "benchmarks" / "memory_upscale.py"), "--width", "4000",
            "--height", "3000", "--scale", "4", "--model", "espcn", "--out", str(out)]  # fmt: skip
@@ -506,7 +506,7 @@ def test_quantise_rounds_half_up_and_clips(dtype) -> None:
 
 
 def test_allocator_tuning_can_be_turned_off() -> None:
-    code = "from superres import engine; print(engine.tune_cpu_allocator())"
+    code = "from superres.inference import engine; print(engine.tune_cpu_allocator())"
     runs = {}
     for value in ("0", "1"):
         env = {**os.environ, "SUPERRES_TUNE_MALLOC": value}
@@ -523,7 +523,7 @@ def test_allocator_tuning_can_be_turned_off() -> None:
 def test_memory_kept_for_reuse_is_given_back_on_request() -> None:
     code = """
 import torch
-from superres import engine
+from superres.inference import engine
 from superres.models import SRModel, create_model
 def rss():
     with open("/proc/self/status") as f:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import superres
-from superres.cli import main
+from superres.apps.cli import main
 from superres.evaluation import make_lr
 from tests.conftest import dataset
 

@@ -13,9 +13,9 @@ from PIL import Image
 from torch import nn
 
 import superres
-from superres import engine, zoo
-from superres.cli import main
-from superres.export import (
+from superres.apps.cli import main
+from superres.inference import engine
+from superres.inference.onnx_backend import (
     MIN_OPSET,
     ONNX_MISSING,
     ONNXRUNTIME_MISSING,
@@ -24,6 +24,7 @@ from superres.export import (
     onnx_bytes,
 )
 from superres.models import SRModel
+from superres.weights import zoo
 
 REPO = Path(__file__).resolve().parents[1]
 PATTERN = REPO / "examples" / "pattern.png"

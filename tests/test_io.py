@@ -12,8 +12,8 @@ import pytest
 from PIL import Image as PILImage
 from PIL import ImageCms
 
-from superres import io
-from superres.cli import main
+from superres.apps.cli import main
+from superres.core import io
 
 RNG = np.random.default_rng(7)
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from superres.metrics import modcrop, ms_ssim, psnr, psnr_rgb, rgb_to_y, ssim
+from superres.core.metrics import modcrop, ms_ssim, psnr, psnr_rgb, rgb_to_y, ssim
 
 
 def test_y_channel_formula():

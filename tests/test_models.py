@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from superres.core.resize import imresize
 from superres.models import (
     SRModel,
     count_flops,
@@ -21,7 +22,6 @@ from superres.models import (
 )
 from superres.models import registry as registry_module
 from superres.models.layers import ChannelAttention, ResBlock, SpatialAttention, Upsampler
-from superres.resize import imresize
 
 # Shrinks the big models (timm-style hyperparameter names) so the suite stays fast on a CPU;
 # paper-size configurations are checked separately without (or with a tiny) forward pass.

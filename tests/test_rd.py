@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 
-from superres import cli
+from superres.apps import cli
 from superres.codec import compress, decompress, rd
-from superres.metrics import ms_ssim, psnr_rgb
+from superres.core.metrics import ms_ssim, psnr_rgb
 
 
 def _curve(rates, offset=0.0):

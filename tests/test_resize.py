@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from superres import resize
-from superres.resize import cubic, imresize, quantize
+from superres.core import resize
+from superres.core.resize import cubic, imresize, quantize
 
 
 def matlab_reference_1d(signal: list[float], scale: float, antialias: bool = True) -> list[float]:

@@ -7,8 +7,8 @@ import json
 import pytest
 
 import superres
-from superres import zoo
-from superres.checkpoint import read_checkpoint_metadata
+from superres.weights import zoo
+from superres.weights.checkpoint import read_checkpoint_metadata
 from tests.conftest import dataset
 
 # Issue floors (Y-channel PSNR, crop = scale): the published FSRCNN (fast) and VDSR (quality)
@@ -69,9 +69,9 @@ def _default_upscale(hr, tmp_path, capsys):
     import numpy as np
     from PIL import Image
 
-    from superres.cli import main
-    from superres.data import make_lr_array
-    from superres.engine import upscale_array
+    from superres.apps.cli import main
+    from superres.inference.engine import upscale_array
+    from superres.training.data import make_lr_array
 
     lr = make_lr_array(hr, 4)
     Image.fromarray(lr).save(tmp_path / "lr.png")
@@ -89,7 +89,7 @@ def test_default_upscale_is_the_quality_tier_at_native_x4(tmp_path, capsys):
     import numpy as np
     from PIL import Image
 
-    from superres.metrics import psnr
+    from superres.core.metrics import psnr
     from tests.test_cli import PATTERN
 
     with Image.open(PATTERN) as im:
@@ -104,9 +104,9 @@ def test_default_upscale_is_the_quality_tier_at_native_x4(tmp_path, capsys):
 
 
 def test_default_upscale_restores_a_photo_far_better_than_bicubic(tmp_path, capsys):
-    from superres.data import load_hr
+    from superres.core.metrics import modcrop, psnr
     from superres.evaluation import list_images
-    from superres.metrics import modcrop, psnr
+    from superres.training.data import load_hr
 
     hr = modcrop(load_hr(list_images(dataset("Set5"))[0]), 4)
     summary, sr, bicubic = _default_upscale(hr, tmp_path, capsys)
@@ -132,7 +132,7 @@ def test_codec_tier_restores_decoded_images(scale):
 
     from superres.codec import get_codec, rd
     from superres.codec.api import _downscale, restore
-    from superres.metrics import psnr_rgb
+    from superres.core.metrics import psnr_rgb
 
     images = rd.load_images(dataset("Kodak24"))[:3]
     codec_model = superres.load_model("codec", scale=scale)

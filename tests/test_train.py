@@ -15,11 +15,11 @@ import safetensors.torch
 import torch
 import yaml
 
-from superres import train as tr
-from superres.checkpoint import load_checkpoint, save_checkpoint
-from superres.cli import main as cli_main
-from superres.config import ConfigError, config_from_dict, dump_config, load_config
+from superres.apps.cli import main as cli_main
 from superres.models import create_model
+from superres.training import loop as tr
+from superres.training.config import ConfigError, config_from_dict, dump_config, load_config
+from superres.weights.checkpoint import load_checkpoint, save_checkpoint
 
 from .test_data import make_folder
 

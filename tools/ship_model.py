@@ -38,7 +38,7 @@ def codec_gains(model) -> dict:
 
     from superres.codec import get_codec, rd
     from superres.codec.api import _downscale, restore
-    from superres.metrics import psnr_rgb
+    from superres.core.metrics import psnr_rgb
 
     images = rd.load_images(data_root() / "Kodak24")
     s = model.scale
@@ -68,9 +68,13 @@ def data_root() -> Path:
 
 
 def ship(run: Path, name: str, config: Path, allow_partial: bool = False) -> Path:
-    from superres.checkpoint import load_checkpoint, read_checkpoint_metadata, save_checkpoint
     from superres.evaluation import evaluate
     from superres.models import flops_per_output_pixel
+    from superres.weights.checkpoint import (
+        load_checkpoint,
+        read_checkpoint_metadata,
+        save_checkpoint,
+    )
 
     model = load_checkpoint(run / "last.safetensors")
     prov = dict(model.metadata.get("provenance", {}))
@@ -130,7 +134,7 @@ def _config_init(config: Path) -> str | None:
     """The ``init_from`` of a config file (None if it has none or is missing)."""
     if not config.is_file():
         return None
-    from superres.config import load_config
+    from superres.training.config import load_config
 
     return load_config(config).init_from
 
@@ -146,8 +150,8 @@ def _retrain_commands(metas: list[dict]) -> list[str]:
 
 
 def write_card(name: str) -> Path:
-    from superres.checkpoint import read_checkpoint_metadata
     from superres.models import get_model_spec
+    from superres.weights.checkpoint import read_checkpoint_metadata
 
     files = sorted(WEIGHTS.glob(f"{name}_x*.safetensors"))
     metas = [read_checkpoint_metadata(f) for f in files]

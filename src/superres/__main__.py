@@ -1,5 +1,5 @@
 import sys
 
-from superres.cli import main
+from superres.apps.cli import main
 
 sys.exit(main())

@@ -10,10 +10,12 @@ from typing import TypeVar
 import numpy as np
 from PIL import Image as PILImage
 
-from superres import engine, io, zoo
+from superres.core import io
 from superres.evaluation import EvalResult
 from superres.evaluation import evaluate as _evaluate
+from superres.inference import engine
 from superres.models import SRModel
+from superres.weights import zoo
 
 __all__ = ["load_model", "model_for_scale", "upscale", "evaluate"]
 
@@ -82,7 +84,7 @@ def upscale(
     """Super-resolve a PIL image or an ``H x W x C`` uint8/uint16 array.
 
     Args:
-        image: PIL image (any mode :mod:`superres.io` reads) or numpy array ``H x W``,
+        image: PIL image (any mode :mod:`superres.core.io` reads) or numpy array ``H x W``,
             ``H x W x 1``, ``H x W x 3`` or ``H x W x 4`` (RGBA), uint8 or uint16.
         model: Loaded model, shipped name, ``"bicubic"`` or checkpoint path. None: default.
         scale: Output scale. For names, the weights of this scale are used; a factor no

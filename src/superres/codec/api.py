@@ -8,7 +8,7 @@ Data flow::
 
 Geometry: the image is padded on the bottom/right by mirroring (as ``imresize`` does at
 borders) to ``(ceil(H/s) * s) x (ceil(W/s) * s)`` and shrunk by exactly ``1/s`` with
-:func:`superres.resize.imresize`; nothing is cropped. The decoder restores ``x s`` and crops
+:func:`superres.core.resize.imresize`; nothing is cropped. The decoder restores ``x s`` and crops
 the padding off, so every LR pixel stands for exactly ``s x s`` original pixels and no
 sub-pixel shift or second resampling is introduced (a direct resize from ``W x H`` to
 ``ceil(W/s)`` would stretch the image by up to ``s`` pixels across its width).
@@ -31,12 +31,14 @@ import numpy as np
 import torch
 from PIL import Image as PILImage
 
-from superres import engine, io, zoo
 from superres.codec import container, models
 from superres.codec.base import Codec, ContainerError, get_codec
-from superres.metrics import psnr_rgb
+from superres.core import io
+from superres.core.metrics import psnr_rgb
+from superres.core.resize import imresize
+from superres.inference import engine
 from superres.models import SRModel
-from superres.resize import imresize
+from superres.weights import zoo
 
 __all__ = [
     "AUTO_SCALES",
@@ -121,7 +123,7 @@ def compress_detailed(
     """Compress an image, returning the ``.srz`` bytes with the settings chosen.
 
     Args:
-        image: :class:`superres.io.Image`, PIL image, or array ``H x W``, ``H x W x 1``,
+        image: :class:`superres.core.io.Image`, PIL image, or array ``H x W``, ``H x W x 1``,
             ``H x W x 3`` (or with a 2nd/4th alpha channel that is fully opaque), uint8 or
             uint16. ICC profile and EXIF of an Image or PIL image are stored.
         codec: ``"jpeg"``, ``"webp"`` or ``"avif"``.

@@ -12,9 +12,9 @@ import math
 import struct
 import zlib
 
-from superres import io
 from superres.codec import models
 from superres.codec.base import ContainerError, get_codec
+from superres.core import io
 
 __all__ = ["HEADER_SIZE", "MAGIC", "VERSION", "ContainerError", "Header", "pack", "unpack"]
 
@@ -157,7 +157,7 @@ def unpack(
 
     Args:
         data: The whole file.
-        max_pixels: Largest accepted width x height (None: :func:`superres.io.max_pixels`).
+        max_pixels: Largest accepted width x height (None: :func:`superres.core.io.max_pixels`).
 
     Returns:
         ``(header, payload, icc, exif)``; ``icc``/``exif`` are None when absent.

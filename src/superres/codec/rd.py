@@ -7,7 +7,7 @@ as :func:`superres.codec.decompress` does, and scored on its 8-bit output:
 * **bpp**: all bytes of the ``.srz`` file x 8 / original pixel count (container header and
   metadata included; test images carry no ICC/EXIF);
 * **psnr-rgb**: PSNR over the three RGB channels at peak 255, no border crop;
-* **ms-ssim-rgb**: 5-scale MS-SSIM on RGB in [0, 1] (:func:`superres.metrics.ms_ssim`);
+* **ms-ssim-rgb**: 5-scale MS-SSIM on RGB in [0, 1] (:func:`superres.core.metrics.ms_ssim`);
 * **encoding/decoding time**: seconds per image (downscale + encode + pack; unpack +
   decode + restore), on this process's threads.
 
@@ -27,10 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
-from superres import io
 from superres.codec import api, container, models
 from superres.codec.base import get_codec
-from superres.metrics import ms_ssim, psnr_rgb
+from superres.core import io
+from superres.core.metrics import ms_ssim, psnr_rgb
 
 __all__ = [
     "DEFAULT_QUALITIES",
@@ -86,9 +86,9 @@ class Curve:
 
 def load_images(folder: str | Path) -> list[tuple[str, np.ndarray]]:
     """``(name, H x W x 3 uint8)`` of every image in ``folder`` (grey becomes RGB, 16-bit is
-    rounded to 8, alpha is dropped: :func:`superres.data.load_hr`)."""
-    from superres.data import load_hr
+    rounded to 8, alpha is dropped: :func:`superres.training.data.load_hr`)."""
     from superres.evaluation import list_images
+    from superres.training.data import load_hr
 
     return [(path.name, load_hr(path)) for path in list_images(folder)]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from superres.core.resize import imresize
 from superres.models.registry import register_model
-from superres.resize import imresize
 
 
 @register_model("bicubic", description="MATLAB bicubic interpolation (no parameters)", scales=None)

@@ -6,8 +6,8 @@ import math
 
 from torch import Tensor, nn
 
+from superres.core.resize import imresize
 from superres.models.registry import register_model
-from superres.resize import imresize
 
 
 @register_model("srcnn", description="SRCNN 9-5-5, 64/32 filters (Dong et al. 2016)", scales=None)

@@ -6,8 +6,8 @@ import math
 
 from torch import Tensor, nn
 
+from superres.core.resize import imresize
 from superres.models.registry import register_model
-from superres.resize import imresize
 
 
 @register_model("vdsr", description="VDSR, 20 layers of 64 filters (Kim et al. 2016)", scales=None)

@@ -19,12 +19,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from superres.checkpoint import load_checkpoint, read_checkpoint_metadata
 from superres.models import SRModel, create_model, list_models
+from superres.weights.checkpoint import load_checkpoint, read_checkpoint_metadata
 
 __all__ = ["DEFAULT_MODEL", "WEIGHTS_DIR", "ShippedWeights", "resolve", "shipped_weights"]
 
-WEIGHTS_DIR = Path(__file__).parent / "weights"
+WEIGHTS_DIR = Path(__file__).parent
 # The default of `superres upscale`, `superres eval` and the Python API: the best shipped
 # tier when one exists, else the bicubic baseline.
 _PREFERRED_DEFAULTS = ("quality", "fast", "bicubic")

@@ -339,8 +339,8 @@ class _Entry:
 def _load_models(
     names: Sequence[str] | None, scales: Sequence[int], backend: str, threads: int
 ) -> tuple[list[_Entry], list[dict[str, Any]]]:
-    from superres import zoo
     from superres.models import flops_per_output_pixel
+    from superres.weights import zoo
 
     explicit = names is not None
     if names is None:
@@ -359,7 +359,7 @@ def _load_models(
                 flops = flops_per_output_pixel(model)
             method = str(model.metadata.get("name") or Path(name).stem)
             if backend == "onnx":
-                from superres.export import OnnxModel
+                from superres.inference.onnx_backend import OnnxModel
 
                 model = OnnxModel.from_model(model, threads=threads)
             entries.append(_Entry(method, scale, model, float(flops) or None))
@@ -478,7 +478,7 @@ def _upscalers(
     """Everything to time, scale by scale: the models, Pillow, then the OpenCV peers."""
     from PIL import Image
 
-    from superres import engine
+    from superres.inference import engine
 
     cv2, cv2_missing = _opencv() if peer_dir is not None else (None, None)
     skipped = []
@@ -574,7 +574,7 @@ def _machine(backend: str) -> dict[str, Any]:
 
 def write_json(report: BenchReport, path: str | Path) -> Path:
     """Write ``report.to_dict()`` as JSON, atomically (replacing an existing file)."""
-    from superres.io import atomic_write_bytes
+    from superres.core.io import atomic_write_bytes
 
     payload = json.dumps(report.to_dict(), indent=2, allow_nan=False) + "\n"
     return atomic_write_bytes(path, payload.encode(), overwrite=True)

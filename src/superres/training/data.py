@@ -8,7 +8,7 @@ Data flow::
       --> LR patch (patch x patch) and the HR patch covering exactly the same area
 
 * **LR synthesis** is the evaluator's (:func:`superres.evaluation.make_lr`): MATLAB-compatible
-  bicubic through :mod:`superres.resize`, rounded to 8 bits. It runs once per image and scale
+  bicubic through :mod:`superres.core.resize`, rounded to 8 bits. It runs once per image and scale
   when the dataset is built; the pairs are kept in memory as ``uint8`` arrays, or in
   ``cache_dir`` as ``.npy`` files that later runs (and every process of a distributed run)
   memory-map instead of decoding and resizing again.
@@ -68,9 +68,9 @@ def load_hr(path: str | Path) -> np.ndarray:
     to 8 bits (training and evaluation work on the 8-bit grid).
 
     Raises:
-        superres.io.ImageError: unreadable file.
+        superres.core.io.ImageError: unreadable file.
     """
-    from superres.io import read_image, to_8bit
+    from superres.core.io import read_image, to_8bit
 
     pixels = read_image(path).pixels
     if pixels.dtype == np.uint16:
@@ -98,7 +98,7 @@ def _cache_key(path: Path, scale: int) -> str:
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
-    from superres.io import atomic_write_bytes
+    from superres.core.io import atomic_write_bytes
 
     buffer = _bytes_io.BytesIO()
     np.save(buffer, array, allow_pickle=False)

@@ -17,7 +17,7 @@ The run folder (``output``) holds:
   per iteration spent waiting for data, and in the whole iteration), ``elapsed``, and ``val``
   (``{dataset: {psnr, ssim}}``) when validated at that iteration.
 * ``last.safetensors`` / ``best.safetensors``: inference checkpoints of the EMA weights
-  (:func:`superres.checkpoint.save_checkpoint`; ``superres upscale -m best.safetensors``),
+  (:func:`superres.weights.checkpoint.save_checkpoint`; ``superres upscale -m best.safetensors``),
   with provenance (config, training folders, iterations, wall time, hardware) and metrics
   (the validation scores). ``best`` is the highest validation PSNR so far.
 * ``state.safetensors``: the training state: model, EMA, optimizer state flattened into
@@ -27,7 +27,7 @@ The run folder (``output``) holds:
   moment leaves the previous one intact.
 
 Determinism: every training patch is a pure function of ``(seed, iteration, position in the
-global batch)`` (see :mod:`superres.data`) and the learning rate a pure function of the
+global batch)`` (see :mod:`superres.training.data`) and the learning rate a pure function of the
 iteration, so ``--resume`` continues bit-for-bit on the same hardware and thread count
 (CPU; on GPU up to the non-determinism of the kernels), and the number of DataLoader
 workers never changes the result. A non-finite loss or gradient stops training with a
@@ -80,7 +80,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from superres.config import (
+from superres.training.config import (
     ConfigError,
     LossConfig,
     TrainConfig,
@@ -391,7 +391,7 @@ def _setup_distributed(config: TrainConfig) -> tuple[_Dist, torch.device]:
                 f"data.batch: the global batch {config.data.batch} is not divisible by the "
                 f"{world} processes"
             )
-    from superres import engine
+    from superres.inference import engine
 
     if info.enabled and config.device in ("auto", "cuda") and torch.cuda.is_available():
         device = torch.device("cuda", info.local_rank)
@@ -479,7 +479,7 @@ class _Trainer:
                     keep.append(line)
             except (ValueError, KeyError, TypeError):
                 continue  # a line cut short by the kill
-        from superres.io import atomic_write_bytes
+        from superres.core.io import atomic_write_bytes
 
         data = "".join(f"{line}\n" for line in keep).encode()
         atomic_write_bytes(path, data, overwrite=True)
@@ -506,7 +506,7 @@ class _Trainer:
                     f"{', '.join(diff)} (only {', '.join(sorted(RESUMABLE_CHANGES))} may change)"
                 )
         if self.dist.main:
-            from superres.io import atomic_write_bytes
+            from superres.core.io import atomic_write_bytes
 
             self.run_dir.mkdir(parents=True, exist_ok=True)
             text = dump_config(self.cfg).encode()
@@ -519,7 +519,7 @@ class _Trainer:
         return meta
 
     def load_data(self):
-        from superres import data
+        from superres.training import data
 
         d, scale = self.cfg.data, self.cfg.model.scale
 
@@ -599,7 +599,7 @@ class _Trainer:
         }
 
     def export(self, iteration: int, best: bool) -> None:
-        from superres.checkpoint import save_checkpoint
+        from superres.weights.checkpoint import save_checkpoint
 
         module = self.export_module
         kwargs = {"provenance": self.provenance(iteration), "metrics": self.progress.val}
@@ -610,7 +610,7 @@ class _Trainer:
     def save_state(self, iteration: int) -> None:
         import safetensors.torch
 
-        from superres.io import atomic_write_bytes
+        from superres.core.io import atomic_write_bytes
 
         tensors: dict[str, Tensor] = {}
         tensors.update(_cpu_tensors((f"model.{k}", v) for k, v in self.model.state_dict().items()))
@@ -768,7 +768,7 @@ class _Trainer:
         from torch import nn
         from tqdm import tqdm
 
-        from superres import data
+        from superres.training import data
 
         cfg, info, device = self.cfg, self.dist, self.device
         start = self.setup(resume)
@@ -871,7 +871,7 @@ def train(config: TrainConfig, resume: bool = False, *, progress: bool = True) -
     Run under ``torchrun`` this is one process of a distributed run (see the module docs).
 
     Args:
-        config: The validated config (see :func:`superres.config.load_config`).
+        config: The validated config (see :func:`superres.training.config.load_config`).
         resume: Continue from ``output/state.safetensors`` when it exists (else start).
         progress: Show the progress bar and messages (process 0 only).
 

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from superres.engine import _as_srmodel, _has_tensors
+from superres.inference.engine import _as_srmodel, _has_tensors
 from superres.models import SRModel, flops_per_output_pixel
 
 __all__ = [
@@ -111,7 +111,7 @@ def _probe(model: SRModel, h: int, w: int, batch: int = 1, seed: int = 0) -> Ten
 def _metadata(model: SRModel, module: nn.Module, opset: int) -> dict[str, str]:
     """The ``metadata_props`` of an exported file: the descriptor the engine needs, and more."""
     from superres import __version__
-    from superres.engine import _bytes_per_lr_pixel
+    from superres.inference.engine import _bytes_per_lr_pixel
 
     cpu_model = SRModel.from_module(module, metadata=model.metadata)
     flops = model.metadata.get("flops_per_output_pixel")
@@ -271,7 +271,7 @@ def export_onnx(
         FileExistsError: ``path`` exists and ``overwrite`` is False (checked before exporting).
         ValueError, RuntimeError, ImportError: as :func:`onnx_bytes`.
     """
-    from superres.io import atomic_write_bytes
+    from superres.core.io import atomic_write_bytes
 
     path = Path(path)
     if not overwrite and path.exists():

@@ -65,8 +65,9 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class DegradeConfig:
-    """Codec in the loop (:class:`superres.data.CodecDegradation`): each LR patch is encoded
-    and decoded by one of ``codecs`` at a random quality, for codec-aware restoration models.
+    """Codec in the loop (:class:`superres.training.data.CodecDegradation`): each LR patch is
+    encoded and decoded by one of ``codecs`` at a random quality, for codec-aware restoration
+    models.
 
     Attributes:
         codecs: Codecs to draw from (``jpeg``, ``webp``, ``avif``); empty: no degradation.
@@ -83,10 +84,10 @@ class DegradeConfig:
     align: int = 16
 
     def degradation(self) -> Any:
-        """The :class:`~superres.data.CodecDegradation` of this section, or None."""
+        """The :class:`~superres.training.data.CodecDegradation` of this section, or None."""
         if not self.codecs:
             return None
-        from superres.data import CodecDegradation
+        from superres.training.data import CodecDegradation
 
         return CodecDegradation(
             tuple((c, *getattr(self, c)) for c in self.codecs), self.clean, self.align
@@ -95,7 +96,7 @@ class DegradeConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Training and validation images (see :mod:`superres.data`).
+    """Training and validation images (see :mod:`superres.training.data`).
 
     Attributes:
         train: Folders of HR training images (required).

@@ -31,7 +31,7 @@ instead of the whole run failing. Tiles are processed row-band by row-band. Only
 rows of the band being finished (plus the ``overlap`` rows it shares with the next band) are
 kept; finished rows are quantised straight into the preallocated output array, so the full-
 resolution float image is never materialised. With ``outscale``, the finished rows stream
-through a separable MATLAB-bicubic resampler (:func:`superres.resize.resize_weights`) that
+through a separable MATLAB-bicubic resampler (:func:`superres.core.resize.resize_weights`) that
 keeps only the rows its kernel still needs; the result equals ``imresize(whole_sr,
 size=...)`` up to float rounding.
 
@@ -44,7 +44,7 @@ make the fast x4 model about 2.6x and the quality x4 model about 2.9x faster tha
 NCHW module (``benchmarks/cpu_fast_path.py``).
 
 Backends: the loop only calls ``model.module`` on float tensors, so any module with the
-descriptor attributes runs through it; :class:`superres.export.OnnxModel` wraps an
+descriptor attributes runs through it; :class:`superres.inference.onnx_backend.OnnxModel` wraps an
 onnxruntime session that way (``superres upscale --backend onnx``).
 """
 
@@ -63,11 +63,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from superres.core.resize import imresize, resize_weights
 from superres.models import SRModel
-from superres.resize import imresize, resize_weights
 
 if TYPE_CHECKING:  # pragma: no cover
-    from superres import io
+    from superres.core import io
 
 __all__ = [
     "default_overlap",
@@ -299,7 +299,7 @@ def _bytes_per_lr_pixel(model: SRModel) -> float:
 
     Hooks record the largest output of any submodule; the peak is taken as three such
     tensors alive at once (input, output and a residual) in float32. A module that runs
-    elsewhere (:class:`superres.export.OnnxModule`) states the figure as its
+    elsewhere (:class:`superres.inference.onnx_backend.OnnxModule`) states the figure as its
     ``bytes_per_lr_pixel`` attribute instead (measured on the torch model at export).
     """
     module = model.module
@@ -876,7 +876,7 @@ def _quantise(x: Tensor, peak: float, dtype: np.dtype) -> np.ndarray:
 
 
 def upscale_image(image: io.Image, model: SRModel | nn.Module, **kw: Any) -> io.Image:
-    """Upscale an :class:`superres.io.Image`; ICC profile, EXIF and mode are kept.
+    """Upscale an :class:`superres.core.io.Image`; ICC profile, EXIF and mode are kept.
 
     Keyword arguments are those of :func:`upscale_array` (``tile``, ``overlap``, ``device``,
     ``outscale``, ``progress``).

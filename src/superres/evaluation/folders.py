@@ -17,10 +17,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from superres import engine, metrics
-from superres.io import read_image
+from superres.core import metrics
+from superres.core.io import read_image
+from superres.core.resize import imresize, quantize
+from superres.inference import engine
 from superres.models import SRModel
-from superres.resize import imresize, quantize
 
 __all__ = [
     "DatasetResult",

@@ -39,7 +39,7 @@ class Job:
 
 
 def _output_suffix(source: Path, ext: str) -> str:
-    from superres.io import SUPPORTED_OUTPUT_EXTENSIONS
+    from superres.core.io import SUPPORTED_OUTPUT_EXTENSIONS
 
     if ext != "auto":
         return ext if ext.startswith(".") else f".{ext}"
@@ -49,8 +49,8 @@ def _output_suffix(source: Path, ext: str) -> str:
 
 def _plan_jobs(inputs: Sequence[str], output: str, recursive: bool, ext: str) -> list[Job]:
     """Map inputs to output paths; folders are mirrored under the output folder."""
+    from superres.core.io import SUPPORTED_OUTPUT_EXTENSIONS
     from superres.evaluation import IMAGE_EXTENSIONS
-    from superres.io import SUPPORTED_OUTPUT_EXTENSIONS
 
     out = Path(output)
     sources = [Path(p) for p in inputs]
@@ -95,7 +95,8 @@ def _upscale_model(args: argparse.Namespace, backend: str, requested: float | No
     ``onnx`` exports a named model or checkpoint in memory and runs it with onnxruntime
     through the same tiling engine; an ``.onnx`` file (from ``superres export``) implies it.
     """
-    from superres import api, engine
+    from superres import api
+    from superres.inference import engine
 
     onnx_file = str(args.model or "").lower().endswith(".onnx")
     if backend == "torch":
@@ -103,7 +104,7 @@ def _upscale_model(args: argparse.Namespace, backend: str, requested: float | No
             raise UsageError(f"{args.model}: an ONNX model runs with --backend onnx")
         model, resize = api.model_for_scale(args.model, requested)
         return model.to(engine.select_device(args.device)), resize
-    from superres.export import OnnxModel, onnx_providers
+    from superres.inference.onnx_backend import OnnxModel, onnx_providers
 
     providers = onnx_providers(args.device)
     if onnx_file:
@@ -116,7 +117,8 @@ def _upscale_model(args: argparse.Namespace, backend: str, requested: float | No
 def cmd_upscale(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from superres import engine, io
+    from superres.core import io
+    from superres.inference import engine
 
     if args.scale is not None and args.outscale is not None:
         raise UsageError("give --scale or --outscale, not both")
@@ -187,9 +189,10 @@ def cmd_upscale(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from superres import engine, zoo
+    from superres.core.io import atomic_write_bytes
     from superres.evaluation import evaluate
-    from superres.io import atomic_write_bytes
+    from superres.inference import engine
+    from superres.weights import zoo
 
     engine.set_threads(args.threads)
     for folder in args.data:
@@ -240,7 +243,9 @@ def _scale_arg(text: str) -> int | str:
 def cmd_compress(args: argparse.Namespace) -> int:
     import warnings
 
-    from superres import codec, engine, io
+    from superres import codec
+    from superres.core import io
+    from superres.inference import engine
 
     engine.set_threads(args.threads)
     if (args.quality is None) == (args.target_bpp is None):
@@ -274,7 +279,9 @@ def cmd_compress(args: argparse.Namespace) -> int:
 
 
 def cmd_decompress(args: argparse.Namespace) -> int:
-    from superres import codec, engine, io
+    from superres import codec
+    from superres.core import io
+    from superres.inference import engine
 
     engine.set_threads(args.threads)
     try:
@@ -310,9 +317,9 @@ def _window(text: str) -> tuple[float, float]:
 def cmd_rd(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from superres import engine
     from superres.codec import rd
-    from superres.io import atomic_write_bytes
+    from superres.core.io import atomic_write_bytes
+    from superres.inference import engine
 
     engine.set_threads(args.threads)
     if not Path(args.data).is_dir():
@@ -405,8 +412,8 @@ def _int_option(text: str | None, option: str) -> int | None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from superres import zoo
-    from superres.export import export_onnx
+    from superres.inference.onnx_backend import export_onnx
+    from superres.weights import zoo
 
     if args.format != "onnx":
         raise UsageError(f"--format must be onnx (the one export format), got '{args.format}'")
@@ -440,7 +447,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from superres import bench
+    from superres.evaluation import bench
 
     try:
         models = None
@@ -469,8 +476,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from superres import zoo
     from superres.models import create_model, get_model_spec, list_models
+    from superres.weights import zoo
 
     rows = []
     for name in list_models():
@@ -696,7 +703,7 @@ def build_parser() -> argparse.ArgumentParser:
     mo.add_argument("--json", action="store_true", help="print JSON")
     mo.set_defaults(func=cmd_models)
 
-    from superres import train
+    from superres.training import loop as train
 
     tr = sub.add_parser("train", help="train a model from a YAML config (torchrun for DDP)")
     train.add_arguments(tr)

@@ -1,0 +1,1 @@
+"""Applications over the Python API: the command line (:mod:`.cli`)."""
