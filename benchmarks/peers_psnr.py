@@ -18,9 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from superres.core.metrics import modcrop, psnr, ssim
-from superres.evaluation import list_images
-from superres.training.data import load_hr, make_lr_array
+from superres.core.degrade import list_images, load_hr, make_lr_array, modcrop
+from superres.core.metrics import psnr, ssim
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from superres.core.metrics import modcrop
-from superres.evaluation import make_lr
+from superres.core import degrade
+from superres.core.degrade import make_lr, modcrop
 from superres.training import data
 
 
@@ -67,15 +67,15 @@ def test_disk_cache_round_trip(folder, tmp_path):
 
 def test_dihedral_group():
     square = np.arange(9).reshape(3, 3)
-    images = {data.dihedral(square, t).tobytes() for t in range(8)}
+    images = {degrade.dihedral(square, t).tobytes() for t in range(8)}
     assert len(images) == 8  # all eight symmetries are distinct
-    np.testing.assert_array_equal(data.dihedral(square, 0), square)
+    np.testing.assert_array_equal(degrade.dihedral(square, 0), square)
     with pytest.raises(ValueError):
-        data.dihedral(square, 8)
+        degrade.dihedral(square, 8)
 
 
 def undo(patch: torch.Tensor, transform: int) -> np.ndarray:
-    """Inverse of data.dihedral on a (C, H, W) tensor -> (H, W, C) array."""
+    """Inverse of degrade.dihedral on a (C, H, W) tensor -> (H, W, C) array."""
     a = patch.permute(1, 2, 0).numpy()
     if transform & 4:
         a = a.swapaxes(0, 1)

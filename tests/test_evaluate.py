@@ -9,7 +9,7 @@ import torch
 
 import superres
 from superres.apps.cli import main
-from superres.evaluation import make_lr
+from superres.core.degrade import make_lr
 from tests.conftest import dataset
 
 # Published bicubic PSNR (dB), e.g. Lim et al. 2017 (EDSR), Zhang et al. 2018 (RCAN).

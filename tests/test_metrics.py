@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from superres.core.metrics import modcrop, ms_ssim, psnr, psnr_rgb, rgb_to_y, ssim
+from superres.core.degrade import modcrop
+from superres.core.metrics import ms_ssim, psnr, psnr_rgb, rgb_to_y, ssim
 
 
 def test_y_channel_formula():

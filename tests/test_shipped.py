@@ -70,8 +70,8 @@ def _default_upscale(hr, tmp_path, capsys):
     from PIL import Image
 
     from superres.apps.cli import main
+    from superres.core.degrade import make_lr_array
     from superres.inference.engine import upscale_array
-    from superres.training.data import make_lr_array
 
     lr = make_lr_array(hr, 4)
     Image.fromarray(lr).save(tmp_path / "lr.png")
@@ -104,9 +104,8 @@ def test_default_upscale_is_the_quality_tier_at_native_x4(tmp_path, capsys):
 
 
 def test_default_upscale_restores_a_photo_far_better_than_bicubic(tmp_path, capsys):
-    from superres.core.metrics import modcrop, psnr
-    from superres.evaluation import list_images
-    from superres.training.data import load_hr
+    from superres.core.degrade import list_images, load_hr, modcrop
+    from superres.core.metrics import psnr
 
     hr = modcrop(load_hr(list_images(dataset("Set5"))[0]), 4)
     summary, sr, bicubic = _default_upscale(hr, tmp_path, capsys)

@@ -24,6 +24,13 @@ _LAZY = {
     "list_models": "superres.models",
     "compress": "superres.codec",
     "decompress": "superres.codec",
+    "SuperresError": "superres.errors",
+    "ImageError": "superres.errors",
+    "CheckpointError": "superres.errors",
+    "ContainerError": "superres.errors",
+    "ConfigError": "superres.errors",
+    "TrainingError": "superres.errors",
+    "DeviceError": "superres.errors",
 }
 
 __all__ = ["__version__", *_LAZY]

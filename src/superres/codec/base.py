@@ -13,14 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from superres.errors import ContainerError
+
 __all__ = ["Codec", "ContainerError", "get_codec", "list_codecs", "register_codec"]
-
-
-class ContainerError(ValueError):
-    """An ``.srz`` file or codec payload is invalid; ``str()`` is one line."""
-
-    def __init__(self, problem: str) -> None:
-        super().__init__(" ".join(str(problem).split()))
 
 
 class Codec(abc.ABC):

@@ -86,9 +86,8 @@ class Curve:
 
 def load_images(folder: str | Path) -> list[tuple[str, np.ndarray]]:
     """``(name, H x W x 3 uint8)`` of every image in ``folder`` (grey becomes RGB, 16-bit is
-    rounded to 8, alpha is dropped: :func:`superres.training.data.load_hr`)."""
-    from superres.evaluation import list_images
-    from superres.training.data import load_hr
+    rounded to 8, alpha is dropped: :func:`superres.core.degrade.load_hr`)."""
+    from superres.core.degrade import list_images, load_hr
 
     return [(path.name, load_hr(path)) for path in list_images(folder)]
 

@@ -37,6 +37,8 @@ import numpy as np
 from PIL import Image as PILImage
 from PIL import ImageFile, UnidentifiedImageError
 
+from superres.errors import ImageError
+
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "SUPPORTED_OUTPUT_EXTENSIONS",
@@ -68,15 +70,6 @@ _FORMATS = {
 SUPPORTED_OUTPUT_EXTENSIONS: tuple[str, ...] = tuple(_FORMATS)
 
 _EIGHT_BIT_FORMATS = ("JPEG", "WEBP", "AVIF")
-
-
-class ImageError(Exception):
-    """A file could not be read or written; ``str()`` is one line naming the file."""
-
-    def __init__(self, path: str | os.PathLike[str], problem: str) -> None:
-        self.path = Path(path)
-        self.problem = " ".join(str(problem).split())  # always one line
-        super().__init__(f"{self.path}: {self.problem}")
 
 
 @dataclasses.dataclass(frozen=True)

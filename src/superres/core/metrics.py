@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["modcrop", "ms_ssim", "psnr", "psnr_rgb", "rgb_to_y", "ssim", "to_tensor"]
+__all__ = ["ms_ssim", "psnr", "psnr_rgb", "rgb_to_y", "ssim", "to_tensor"]
 
 _Y_WEIGHTS = (65.481, 128.553, 24.966)
 
@@ -54,18 +54,6 @@ def to_tensor(image: Tensor | np.ndarray) -> Tensor:
     if tensor.ndim != 4:
         raise ValueError(f"expected (N, C, H, W), got shape {tuple(tensor.shape)}")
     return tensor
-
-
-def modcrop(image: Tensor | np.ndarray, scale: int) -> Tensor | np.ndarray:
-    """Crop the bottom/right so that height and width are multiples of ``scale``.
-
-    Works on tensors ``(..., H, W)`` and numpy arrays ``(H, W[, C])``.
-    """
-    if isinstance(image, np.ndarray):
-        h, w = image.shape[:2]
-        return image[: h - h % scale, : w - w % scale]
-    h, w = image.shape[-2:]
-    return image[..., : h - h % scale, : w - w % scale]
 
 
 def rgb_to_y(image: Tensor) -> Tensor:

@@ -18,23 +18,18 @@ import numpy as np
 import torch
 
 from superres.core import metrics
-from superres.core.io import read_image
-from superres.core.resize import imresize, quantize
+from superres.core.degrade import list_images, load_hr, make_lr, modcrop
+from superres.core.resize import quantize
 from superres.inference import engine
 from superres.models import SRModel
 
 __all__ = [
     "DatasetResult",
     "EvalResult",
-    "IMAGE_EXTENSIONS",
     "evaluate",
     "evaluate_folder",
-    "list_images",
-    "make_lr",
     "super_resolve",
 ]
-
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 
 @dataclass
@@ -80,22 +75,6 @@ class EvalResult:
         return "\n".join(rows)
 
 
-def list_images(folder: str | Path) -> list[Path]:
-    """Image files directly inside ``folder``, sorted by name."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: not a folder")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
-    if not files:
-        raise FileNotFoundError(f"{folder}: no images found")
-    return files
-
-
-def make_lr(hr: torch.Tensor, scale: int) -> torch.Tensor:
-    """LR input of a modcropped HR image: MATLAB bicubic ``1/scale``, rounded to 8 bits."""
-    return quantize(imresize(hr, 1.0 / scale))
-
-
 def super_resolve(
     lr: torch.Tensor, model: SRModel, *, tile: int | None = None, device: torch.device | None = None
 ) -> torch.Tensor:
@@ -116,10 +95,8 @@ def super_resolve(
 
 
 def _hr_tensor(path: Path) -> torch.Tensor:
-    image = read_image(path)
-    if image.pixels.dtype != np.uint8:
-        raise ValueError(f"{path}: benchmark images must be 8-bit, got {image.pixels.dtype}")
-    return torch.from_numpy(np.array(image.pixels.transpose(2, 0, 1))).float() / 255
+    pixels = load_hr(path, channels="keep")  # grey stays grey: it is scored on its grey level
+    return torch.from_numpy(np.array(pixels.transpose(2, 0, 1))).float() / 255
 
 
 def evaluate_folder(
@@ -141,7 +118,7 @@ def evaluate_folder(
     per_image: dict[str, dict[str, float]] = {}
     dev = engine.select_device(device) if device is not None else None
     for i, path in enumerate(files):
-        hr = metrics.modcrop(_hr_tensor(path), scale)
+        hr = modcrop(_hr_tensor(path), scale)
         lr = make_lr(hr, scale)
         t0 = time.perf_counter()
         sr = super_resolve(lr, model, tile=tile, device=dev)

@@ -64,6 +64,7 @@ import torch
 from torch import Tensor, nn
 
 from superres.core.resize import imresize, resize_weights
+from superres.errors import DeviceError
 from superres.models import SRModel
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -125,9 +126,9 @@ def select_device(device: str | torch.device | None = None) -> torch.device:
             ``"cuda"``, ``"cuda:N"``, ``"mps"``, or a :class:`torch.device`.
 
     Raises:
-        ValueError: not a device name this package supports.
-        RuntimeError: the device exists in torch but is not available on this machine
-            (one line saying why and what to use instead).
+        DeviceError: not a device name this package supports, or a device that exists in
+            torch but is not available on this machine (one line saying why and what to use
+            instead).
     """
     if device is None or (isinstance(device, str) and device.strip().lower() in ("", "auto")):
         if torch.cuda.is_available():
@@ -138,7 +139,7 @@ def select_device(device: str | torch.device | None = None) -> torch.device:
     try:
         dev = device if isinstance(device, torch.device) else torch.device(device.strip().lower())
     except (RuntimeError, ValueError, TypeError):
-        raise ValueError(
+        raise DeviceError(
             f"unknown device {device!r} (expected auto, cpu, cuda, cuda:N or mps)"
         ) from None
     if dev.type == "cpu":
@@ -146,25 +147,25 @@ def select_device(device: str | torch.device | None = None) -> torch.device:
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             why = "this torch build has no CUDA" if torch.version.cuda is None else "no GPU found"
-            raise RuntimeError(
+            raise DeviceError(
                 f"device '{device}' requested but CUDA is not available ({why}); "
-                "use --device cpu or auto"
+                "use 'cpu' or 'auto'"
             )
         count = torch.cuda.device_count()
         if dev.index is not None and dev.index >= count:
-            raise RuntimeError(
+            raise DeviceError(
                 f"device '{device}' requested but only {count} CUDA device(s) exist "
                 f"(cuda:0..cuda:{count - 1})"
             )
         return dev
     if dev.type == "mps":
         if not _mps_available():
-            raise RuntimeError(
+            raise DeviceError(
                 f"device '{device}' requested but MPS (Apple GPU) is not available; "
-                "use --device cpu or auto"
+                "use 'cpu' or 'auto'"
             )
         return dev
-    raise ValueError(f"unsupported device {device!r} (expected auto, cpu, cuda, cuda:N or mps)")
+    raise DeviceError(f"unsupported device {device!r} (expected auto, cpu, cuda, cuda:N or mps)")
 
 
 def _mps_available() -> bool:

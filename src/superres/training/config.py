@@ -26,6 +26,8 @@ from typing import Any, Literal
 
 import yaml
 
+from superres.errors import ConfigError
+
 __all__ = [
     "ConfigError",
     "DataConfig",
@@ -42,10 +44,6 @@ __all__ = [
     "dump_config",
     "load_config",
 ]
-
-
-class ConfigError(ValueError):
-    """An invalid configuration; the message is one line naming the offending key."""
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ Data flow::
     (seed, iteration, k) --rng--> image, LR crop position, dihedral transform
       --> LR patch (patch x patch) and the HR patch covering exactly the same area
 
-* **LR synthesis** is the evaluator's (:func:`superres.evaluation.make_lr`): MATLAB-compatible
+* **LR synthesis** is the evaluator's (:func:`superres.core.degrade.make_lr`): MATLAB-compatible
   bicubic through :mod:`superres.core.resize`, rounded to 8 bits. It runs once per image and scale
   when the dataset is built; the pairs are kept in memory as ``uint8`` arrays, or in
   ``cache_dir`` as ``.npy`` files that later runs (and every process of a distributed run)
@@ -35,18 +35,15 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from superres.evaluation import list_images, make_lr
+from superres.core.degrade import dihedral, list_images, load_hr, make_lr_array
 
 __all__ = [
     "CodecDegradation",
     "IterationBatchSampler",
     "PatchDataset",
     "TrainPair",
-    "dihedral",
-    "load_hr",
     "load_pairs",
     "make_loader",
-    "make_lr_array",
 ]
 
 _CACHE_VERSION = 1
@@ -59,36 +56,6 @@ class TrainPair:
     name: str
     hr: np.ndarray
     lr: np.ndarray
-
-
-def load_hr(path: str | Path) -> np.ndarray:
-    """Read an HR training image as ``H x W x 3`` uint8 RGB.
-
-    One-channel images are replicated to RGB, alpha is dropped and 16-bit images are rounded
-    to 8 bits (training and evaluation work on the 8-bit grid).
-
-    Raises:
-        superres.core.io.ImageError: unreadable file.
-    """
-    from superres.core.io import read_image, to_8bit
-
-    pixels = read_image(path).pixels
-    if pixels.dtype == np.uint16:
-        pixels = to_8bit(pixels)
-    elif pixels.dtype != np.uint8:  # pragma: no cover - io returns uint8/uint16 only
-        raise ValueError(f"{path}: unsupported pixel type {pixels.dtype}")
-    if pixels.ndim == 2:
-        pixels = pixels[:, :, None]
-    if pixels.shape[2] == 1:
-        pixels = np.repeat(pixels, 3, axis=2)
-    return np.ascontiguousarray(pixels[:, :, :3])
-
-
-def make_lr_array(hr: np.ndarray, scale: int) -> np.ndarray:
-    """LR of a modcropped ``H x W x 3`` uint8 HR image: ``quantize(imresize(hr, 1/scale))``."""
-    x = torch.from_numpy(np.ascontiguousarray(hr.transpose(2, 0, 1))).float() / 255
-    lr = make_lr(x, scale)
-    return np.ascontiguousarray((lr * 255).round().to(torch.uint8).numpy().transpose(1, 2, 0))
 
 
 def _cache_key(path: Path, scale: int) -> str:
@@ -173,23 +140,6 @@ def load_pairs(
             f"({len(skipped)} skipped); lower data.patch"
         )
     return pairs, skipped
-
-
-def dihedral(image: np.ndarray, transform: int) -> np.ndarray:
-    """One of the 8 symmetries of the square applied to an ``H x W [x C]`` array (a view).
-
-    Bit 0 flips vertically, bit 1 horizontally, bit 2 transposes (after the flips);
-    ``transform = 0`` is the identity.
-    """
-    if not 0 <= transform < 8:
-        raise ValueError(f"dihedral transform must be in 0..7, got {transform}")
-    if transform & 1:
-        image = image[::-1]
-    if transform & 2:
-        image = image[:, ::-1]
-    if transform & 4:
-        image = image.swapaxes(0, 1)
-    return image
 
 
 @dataclass(frozen=True)

@@ -80,6 +80,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from superres.errors import TrainingError
 from superres.training.config import (
     ConfigError,
     LossConfig,
@@ -123,10 +124,6 @@ RESUMABLE_CHANGES = frozenset(
         "data.prefetch", "data.cache_dir",
     }
 )  # fmt: skip
-
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (e.g. a non-finite loss); the message is one line."""
 
 
 # --------------------------------------------------------------------------- pieces

@@ -29,6 +29,7 @@ import safetensors.torch
 import torch
 from torch import nn
 
+from superres.errors import CheckpointError
 from superres.models import SRModel, create_model, get_model_spec, list_models
 
 __all__ = [
@@ -43,14 +44,6 @@ FORMAT_VERSION = 1
 _JSON_FIELDS = ("hparams", "provenance", "metrics")
 _RESERVED = ("format_version", "arch", "scale", "hparams", "superres_version")
 _MAX_HEADER = 100_000_000  # safetensors' own limit
-
-
-class CheckpointError(ValueError):
-    """A file that is not a loadable superres checkpoint; the message is one line with the path."""
-
-    def __init__(self, path: str | Path, problem: str) -> None:
-        super().__init__(f"{path}: {' '.join(str(problem).split())}")
-        self.path = Path(path)
 
 
 def _superres_version() -> str:

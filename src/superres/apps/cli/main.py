@@ -49,8 +49,8 @@ def _output_suffix(source: Path, ext: str) -> str:
 
 def _plan_jobs(inputs: Sequence[str], output: str, recursive: bool, ext: str) -> list[Job]:
     """Map inputs to output paths; folders are mirrored under the output folder."""
+    from superres.core.degrade import IMAGE_EXTENSIONS
     from superres.core.io import SUPPORTED_OUTPUT_EXTENSIONS
-    from superres.evaluation import IMAGE_EXTENSIONS
 
     out = Path(output)
     sources = [Path(p) for p in inputs]
