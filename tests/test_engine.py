@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from superres.core.resize import imresize
-from superres.inference import engine
+from superres.inference import device, engine, loop, pixels, plan
 from superres.models import SRModel, create_model, get_model_spec, list_models
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,9 +55,9 @@ def supported_scale(name: str, wanted: int) -> int:
 
 def assert_tiles_exercised(model: SRModel, size: tuple[int, int], tile: int) -> None:
     """Several tiles along each axis, and some tile inputs smaller than the image."""
-    overlap = engine._resolve_overlap(model, tile, None)
+    overlap = plan.resolve_overlap(model, tile, None)
     for length in size:
-        axis = engine._Axis.plan(length, tile, overlap, engine._context(model), model.scale)
+        axis = plan.Axis.plan(length, tile, overlap, plan.model_context(model), model.scale)
         assert axis.count > 1
         assert any(axis.input_span(i) != (0, length) for i in range(axis.count))
 
@@ -91,7 +91,7 @@ def test_tiled_matches_untiled_default_config(name: str, record_property) -> Non
     scale = supported_scale(name, 2)
     model = build(name, scale)
     tile = 24
-    margin = engine._resolve_overlap(model, tile, None) + 2 * engine._context(model)
+    margin = plan.resolve_overlap(model, tile, None) + 2 * plan.model_context(model)
     size = (tile + margin + 13, tile + margin + 3)
     lr = torch.rand(1, 3, *size, generator=torch.Generator().manual_seed(2))
     assert_tiles_exercised(model, size, tile)
@@ -116,7 +116,7 @@ def test_any_overlap_is_exact_for_exact_models(overlap: int) -> None:
 
 
 def test_blend_weights_sum_to_one_and_are_smooth() -> None:
-    axis = engine._Axis.plan(100, 30, 8, 4, 3)
+    axis = plan.Axis.plan(100, 30, 8, 4, 3)
     assert axis.count == 4 and axis.bounds == (0, 25, 50, 75, 100)
     total = torch.zeros(300)
     for i, w in enumerate(axis.weights()):
@@ -160,9 +160,9 @@ def test_defaults(name: str) -> None:
     if model.tiling == "exact":
         assert overlap == min(max(model.receptive_field // 2, 2), 16)
     else:
-        assert overlap == engine.APPROX_OVERLAP
+        assert overlap == plan.APPROX_OVERLAP
     tile = engine.default_tile(model, "cpu")
-    assert tile % 8 == 0 and engine.MIN_TILE <= tile <= engine.MAX_TILE
+    assert tile % 8 == 0 and plan.MIN_TILE <= tile <= plan.MAX_TILE
 
 
 def test_automatic_tile_is_whole_small_image_and_bounded_for_large() -> None:
@@ -171,8 +171,8 @@ def test_automatic_tile_is_whole_small_image_and_bounded_for_large() -> None:
     engine.upscale_tensor(torch.rand(1, 3, 20, 30), model, progress=lambda d, t: calls.append(t))
     assert calls[-1] == 1
     # A wide image: the float band accumulator bounds the tile height.
-    tile = engine._resolve_tile(model, None, torch.device("cpu"), 16000, 1)
-    assert (tile + engine.default_overlap(model)) * 4 * 16000 * 3 * 4 <= engine.BAND_BYTES
+    tile = plan.resolve_tile(model, None, torch.device("cpu"), 16000, 1)
+    assert (tile + engine.default_overlap(model)) * 4 * 16000 * 3 * 4 <= plan.BAND_BYTES
     assert tile < engine.default_tile(model, "cpu")
 
 
@@ -358,7 +358,7 @@ def test_select_device() -> None:
             engine.select_device("cuda")
         with pytest.raises(RuntimeError, match="CUDA is not available"):
             engine.upscale_array(np.zeros((4, 4, 3), np.uint8), build("espcn", 2), device="cuda")
-    if not engine._mps_available():
+    if not device.mps_available():
         with pytest.raises(RuntimeError, match="MPS"):
             engine.select_device("mps")
     with pytest.raises(ValueError, match="unknown device"):
@@ -458,15 +458,15 @@ def test_out_of_memory_everywhere_is_a_memory_error() -> None:
 def test_cpu_tile_budget_follows_available_memory(monkeypatch) -> None:
     cpu = torch.device("cpu")
     assert engine.available_memory() > 100 << 20  # this machine's /proc/meminfo
-    monkeypatch.setattr(engine, "available_memory", lambda: 64 << 30)
-    assert engine._tile_budget(cpu) == engine.CPU_TILE_BYTES
+    monkeypatch.setattr(plan, "available_memory", lambda: 64 << 30)
+    assert plan.tile_budget(cpu) == plan.CPU_TILE_BYTES
     model = build("plainsr", 2)
     roomy = engine.default_tile(model, "cpu")
-    monkeypatch.setattr(engine, "available_memory", lambda: 200 << 20)
-    assert engine._tile_budget(cpu) == 50 << 20
+    monkeypatch.setattr(plan, "available_memory", lambda: 200 << 20)
+    assert plan.tile_budget(cpu) == 50 << 20
     assert engine.default_tile(model, "cpu") < roomy
-    monkeypatch.setattr(engine, "available_memory", lambda: None)
-    assert engine._tile_budget(cpu) == engine.CPU_TILE_BYTES
+    monkeypatch.setattr(plan, "available_memory", lambda: None)
+    assert plan.tile_budget(cpu) == plan.CPU_TILE_BYTES
 
 
 # --------------------------------------------------------------------------- CPU fast path
@@ -490,8 +490,8 @@ def test_cpu_path_runs_channels_last_and_leaves_weights_trainable() -> None:
 
 def test_parameter_free_and_non_conv_models_are_left_alone() -> None:
     model = build("bicubic", 2)
-    assert not engine._use_channels_last(model, torch.device("cpu"))
-    assert not engine._use_channels_last(build("plainsr", 2), torch.device("meta"))
+    assert not loop.use_channels_last(model, torch.device("cpu"))
+    assert not loop.use_channels_last(build("plainsr", 2), torch.device("meta"))
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
@@ -500,7 +500,7 @@ def test_quantise_rounds_half_up_and_clips(dtype) -> None:
     values = torch.tensor([-1.0, -1e-3, 0.0, 0.49 / peak, 0.5 / peak, 1.5 / peak, 0.5, 1.0, 1.2])
     values = torch.cat([values, torch.rand(1000)])
     reference = torch.floor(values.clamp(0, 1) * peak + 0.5).numpy().astype(dtype)
-    got = engine._quantise(values.clone(), peak, np.dtype(dtype))
+    got = pixels.quantise(values.clone(), peak, np.dtype(dtype))
     assert got.dtype == dtype
     assert np.array_equal(got, reference)
 
@@ -543,3 +543,28 @@ print(kept - rss())
         given_back[value] = float(result.stdout)  # MiB
     assert given_back["1"] > 20  # freed activations were kept for reuse, now returned
     assert abs(given_back["0"]) < 5  # untuned: glibc had unmapped them already
+
+
+def test_concurrent_calls_on_one_model_match_a_serial_call() -> None:
+    """Four threads upscaling with one fresh model (its first call converts the weights to
+    channels-last) give exactly the serial result, and leave the model where it was."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(5)
+    images = [rng.integers(0, 256, (40 + 7 * i, 52, 3), dtype=np.uint8) for i in range(8)]
+    serial_model = build("lafn", 2)
+    serial = [engine.upscale_array(im, serial_model, tile=24)[0] for im in images]
+    shared = build("lafn", 2)
+    shared.module.load_state_dict(serial_model.module.state_dict())
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda im: engine.upscale_array(im, shared, tile=24)[0], images))
+    for got, want in zip(results, serial, strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert shared.module.training is False
+
+
+def test_a_device_argument_does_not_move_the_callers_model() -> None:
+    model = build("espcn", 2)
+    weights = next(model.module.parameters())
+    engine.upscale_array(np.zeros((8, 8, 3), np.uint8), model, device="cpu")
+    assert next(model.module.parameters()) is weights and model.device.type == "cpu"

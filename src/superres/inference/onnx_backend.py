@@ -32,7 +32,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from superres.inference.engine import _as_srmodel, _has_tensors
+from superres.inference.loop import has_tensors
+from superres.inference.plan import as_srmodel, bytes_per_lr_pixel
 from superres.models import SRModel, flops_per_output_pixel
 
 __all__ = [
@@ -93,7 +94,7 @@ def _model_name(model: SRModel) -> str:
 def _check_exportable(model: SRModel) -> None:
     if isinstance(model, OnnxModel):
         raise ValueError(f"{_model_name(model)} is already an ONNX model")
-    if not _has_tensors(model):
+    if not has_tensors(model):
         raise ValueError(
             f"'{_model_name(model)}' ({model.arch}) is a parameter-free interpolation, not a "
             "trained network: there is nothing to export to ONNX (export a shipped model such "
@@ -111,7 +112,6 @@ def _probe(model: SRModel, h: int, w: int, batch: int = 1, seed: int = 0) -> Ten
 def _metadata(model: SRModel, module: nn.Module, opset: int) -> dict[str, str]:
     """The ``metadata_props`` of an exported file: the descriptor the engine needs, and more."""
     from superres import __version__
-    from superres.inference.engine import _bytes_per_lr_pixel
 
     cpu_model = SRModel.from_module(module, metadata=model.metadata)
     flops = model.metadata.get("flops_per_output_pixel")
@@ -132,7 +132,7 @@ def _metadata(model: SRModel, module: nn.Module, opset: int) -> dict[str, str]:
         "size_multiple": str(model.size_multiple),
         "num_params": str(model.num_params),
         "flops_per_output_pixel": repr(float(flops)),
-        "bytes_per_lr_pixel": repr(float(_bytes_per_lr_pixel(cpu_model))),
+        "bytes_per_lr_pixel": repr(float(bytes_per_lr_pixel(cpu_model))),
         "opset": str(opset),
     }
     if model.metadata.get("metrics"):
@@ -168,7 +168,7 @@ def onnx_bytes(
             frozen by tracing, or an operator has no faithful ONNX equivalent).
         ImportError: ``onnx`` (or, with ``verify``, ``onnxruntime``) is not installed.
     """
-    model = _as_srmodel(model)
+    model = as_srmodel(model)
     if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= MAX_OPSET:
         raise ValueError(
             f"opset must be an integer from {MIN_OPSET} to {MAX_OPSET} (the newest torch's "
