@@ -3,6 +3,7 @@
 >>> import superres
 >>> model = superres.load_model("bicubic", scale=2)
 >>> big = superres.upscale(pil_image, model)          # doctest: +SKIP
+>>> superres.upscale_file("in.jpg", "out.png", "fast")  # doctest: +SKIP
 
 The public names are imported lazily so that ``import superres`` and the CLI's ``--help``
 stay fast and submodules can be imported on their own.
@@ -17,8 +18,16 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "upscale": "superres.api",
+    "upscale_file": "superres.api",
+    "upscale_bytes": "superres.api",
     "load_model": "superres.api",
+    "clear_model_cache": "superres.api",
     "evaluate": "superres.api",
+    "plan_jobs": "superres.api",
+    "run_jobs": "superres.api",
+    "Job": "superres.api",
+    "JobResult": "superres.api",
+    "ScaleError": "superres.api",
     "SRModel": "superres.models",
     "create_model": "superres.models",
     "list_models": "superres.models",
@@ -31,6 +40,7 @@ _LAZY = {
     "ConfigError": "superres.errors",
     "TrainingError": "superres.errors",
     "DeviceError": "superres.errors",
+    "FolderError": "superres.errors",
 }
 
 __all__ = ["__version__", *_LAZY]

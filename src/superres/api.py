@@ -1,85 +1,275 @@
-"""The Python API: what ``import superres`` offers. The CLI is a thin layer over it."""
+"""The Python API: what ``import superres`` offers. The CLI is a thin layer over it.
+
+In memory::
+
+    model = superres.load_model("quality", scale=4)      # cached: loaded once per process
+    big = superres.upscale(pil_image, model)             # PIL in, PIL out; arrays too
+
+Files and bytes (what a service or a batch job calls)::
+
+    superres.upscale_file("in.jpg", "out.png", "quality")            # atomic write
+    png = superres.upscale_bytes(request_body, "fast", format="png")
+    for result in superres.run_jobs(superres.plan_jobs(["photos/"], "big/"), model):
+        print(result.job.target, result.status, result.error)
+
+Thread safety: a loaded model is never modified by :func:`upscale`, :func:`upscale_file`,
+:func:`upscale_bytes` or :func:`evaluate` (running it on another device runs a copy), so one
+model can serve several threads at once and they get the results a serial call gets. Models
+returned by :func:`load_model` come from a per-process cache and are shared: do not change
+them (train them, move them with ``.to()``, edit ``metadata``); load a private one with
+``load_model(..., cache=False)`` for that.
+
+Errors: every failure a caller can cause raises a :class:`superres.SuperresError` whose
+message is one line naming the file or the setting (``ImageError`` for files,
+``ConfigError`` for settings such as a scale the model does not have).
+"""
 
 from __future__ import annotations
 
+import copy
 import math
-from collections.abc import Callable, Sequence
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import numpy as np
 from PIL import Image as PILImage
 
 from superres.core import io
+from superres.core.degrade import IMAGE_EXTENSIONS
+from superres.errors import ConfigError, ImageError, SuperresError
 from superres.evaluation import EvalResult
-from superres.evaluation import evaluate as _evaluate
+from superres.evaluation import evaluate as evaluate_folders
 from superres.inference import engine
 from superres.models import SRModel
 from superres.weights import zoo
 
-__all__ = ["load_model", "model_for_scale", "upscale", "evaluate"]
+__all__ = [
+    "Job",
+    "JobResult",
+    "ScaleError",
+    "clear_model_cache",
+    "evaluate",
+    "load_model",
+    "model_for_scale",
+    "output_suffix",
+    "plan_jobs",
+    "resolve_model",
+    "run_jobs",
+    "upscale",
+    "upscale_bytes",
+    "upscale_file",
+]
 
 ImageLike = TypeVar("ImageLike", PILImage.Image, np.ndarray)
 SCALES = (2, 3, 4)
+Progress = Callable[[int, int], None]
+
+
+class ScaleError(ConfigError):
+    """A model of one scale was asked to run at another; ``have`` and ``wanted`` say which."""
+
+    def __init__(self, name: str, have: int, wanted: int) -> None:
+        self.name, self.have, self.wanted = name, have, wanted
+        super().__init__(
+            f"{name}: the model is x{have}, not x{wanted} (ask for an output scale of "
+            f"{wanted:g} to run it at x{have} and resize its output)"
+        )
+
+
+# --------------------------------------------------------------------------- models
+
+#: Loaded models by (kind, name or file identity, scale[, device]); least recently used last.
+_CACHE: OrderedDict[tuple, SRModel] = OrderedDict()
+_CACHE_SIZE = 8
+_CACHE_LOCK = threading.RLock()
+
+
+def clear_model_cache() -> None:
+    """Forget every model :func:`load_model` cached (they are freed once unreferenced)."""
+    with _CACHE_LOCK:
+        _CACHE.clear()
+
+
+def _cache_key(name_or_path: str | os.PathLike[str] | None, scale: int | None) -> tuple | None:
+    text = zoo.default_model_name() if name_or_path is None else os.fspath(name_or_path)
+    if text in zoo.available_names():
+        return ("name", text, 4 if scale is None else scale)
+    path = Path(text).expanduser()
+    try:
+        stat = path.stat()
+    except OSError:
+        return None  # resolve() reports what is wrong
+    if not path.is_file():
+        return None
+    # A rewritten checkpoint (same path, new training step) is a new entry.
+    return ("file", str(path.resolve()), stat.st_mtime_ns, stat.st_size, scale)
+
+
+def _cache_get(key: tuple) -> SRModel | None:
+    model = _CACHE.get(key)
+    if model is not None:
+        _CACHE.move_to_end(key)
+    return model
+
+
+def _cache_put(key: tuple, model: SRModel) -> SRModel:
+    _CACHE[key] = model
+    _CACHE.move_to_end(key)
+    while len(_CACHE) > _CACHE_SIZE:
+        _CACHE.popitem(last=False)
+    return model
+
+
+def _int_scale(scale: float | None) -> int | None:
+    if scale is None:
+        return None
+    try:
+        value = float(scale)
+    except (TypeError, ValueError):
+        raise ConfigError(f"scale must be an integer model scale, got {scale!r}") from None
+    if not value.is_integer() or value < 1:
+        raise ConfigError(
+            f"scale must be an integer model scale, got {scale!r} (an output scale such as "
+            "1.5 is the outscale argument)"
+        )
+    return int(value)
+
+
+def _load(name_or_path: str | os.PathLike[str] | None, scale: int | None) -> SRModel:
+    """Load without the cache; a checkpoint of another scale is a :class:`ScaleError`."""
+    text = zoo.default_model_name() if name_or_path is None else os.fspath(name_or_path)
+    if text in zoo.available_names():
+        return zoo.resolve(text, scale)
+    model = zoo.resolve(text)  # a checkpoint (or an error naming what `text` is not)
+    if scale is not None and model.scale != scale:
+        raise ScaleError(text, model.scale, scale)
+    return model
 
 
 def load_model(
-    name_or_path: str | Path | None = None, scale: int | None = None, device: str | None = None
+    name_or_path: str | os.PathLike[str] | None = None,
+    scale: int | None = None,
+    device: str | None = None,
+    *,
+    cache: bool = True,
 ) -> SRModel:
     """Load a model: a shipped name (``"quality"``, ``"fast"``), ``"bicubic"`` or a checkpoint.
+
+    Repeated calls with the same name and scale (or the same, unchanged checkpoint file)
+    return the same model object from a small per-process cache, so a service or a loop
+    does not reload weights. Nothing in this package modifies a model it runs; do not
+    modify a cached one yourself (``cache=False`` gives a private copy to train or move).
 
     Args:
         name_or_path: Shipped name, ``bicubic`` or a ``.safetensors`` path. None: the default
             model (the quality tier once shipped).
-        scale: Scale to load for shipped names (default 4); checked against a checkpoint.
-        device: Optional torch device to move the model to.
+        scale: Scale to load for shipped names (default 4). A checkpoint has its own scale:
+            None takes it, another value is a :class:`ScaleError`.
+        device: Optional torch device for the weights (``cpu``, ``cuda``, ``mps``, ``auto``).
+        cache: Use the model cache (default True).
 
     Returns:
         The model with its descriptor (``arch``, ``scale``, ``in_channels``, ``num_params``...).
+
+    Raises:
+        ScaleError: a checkpoint of another scale than ``scale``.
+        ValueError: an unknown name, or a name without weights at ``scale``.
+        CheckpointError: a file that is not a loadable checkpoint.
+        DeviceError: an unknown or unavailable device.
     """
-    model = zoo.resolve(name_or_path, scale)
-    if device is not None:
-        model = model.to(engine.select_device(device))
-    return model
+    wanted = _int_scale(scale)
+    dev = None if device is None else engine.select_device(device)
+    key = _cache_key(name_or_path, wanted) if cache else None
+    if key is None:
+        model = _load(name_or_path, wanted)
+        return model if dev is None else model.to(dev)  # a fresh model: moved in place
+    with _CACHE_LOCK:
+        model = _cache_get(key) or _cache_put(key, _load(name_or_path, wanted))
+        if dev is None or model.device == dev:
+            return model
+        moved_key = (*key, str(dev))
+        return _cache_get(moved_key) or _cache_put(moved_key, copy.deepcopy(model).to(dev))
+
+
+def resolve_model(
+    model: SRModel | str | os.PathLike[str] | None,
+    scale: int | None = None,
+    outscale: float | None = None,
+    *,
+    device: str | None = None,
+) -> tuple[SRModel, float | None]:
+    """The model an upscale runs and the resize still needed after it.
+
+    Args:
+        model: A loaded model, a shipped name, ``bicubic``, a checkpoint path or None (the
+            default model).
+        scale: The model scale: for a name, the weights of this scale; for a loaded model or
+            a checkpoint it must be their own scale (:class:`ScaleError` otherwise: it is
+            never silently run at another scale and resized).
+        outscale: Any output factor (> 0). For a name without ``scale``, the smallest shipped
+            scale >= ``outscale`` is loaded (the largest if ``outscale`` exceeds them all);
+            the output is resized to ``outscale`` when the model's scale differs.
+        device: Where a model loaded here is put (None: automatic); a loaded model is left
+            where it is.
+
+    Returns:
+        ``(model, resize)``: ``resize`` is None when the model's own scale is the output
+        scale, else the output factor to resize to.
+    """
+    wanted = _int_scale(scale)
+    if outscale is not None:
+        try:
+            outscale = float(outscale)
+        except (TypeError, ValueError):
+            raise ConfigError(f"outscale must be a positive number, got {outscale!r}") from None
+        if not (outscale > 0 and math.isfinite(outscale)):
+            raise ConfigError(f"outscale must be a positive number, got {outscale!r}")
+    if isinstance(model, SRModel):
+        if wanted is not None and model.scale != wanted:
+            name = str(model.metadata.get("name") or model.arch)
+            raise ScaleError(name, model.scale, wanted)
+        net = model
+    else:
+        text = zoo.default_model_name() if model is None else os.fspath(model)
+        auto = "auto" if device is None else device
+        if text in zoo.available_names() and wanted is None:
+            target = 4.0 if outscale is None else outscale
+            have = sorted({w.scale for w in zoo.shipped_weights() if w.name == text}) or SCALES
+            candidates = [s for s in have if s >= target - 1e-9] or [max(have)]
+            net = load_model(text, candidates[0], device=auto)
+            outscale = target
+        else:
+            net = load_model(text, wanted, device=auto)
+    if outscale is None or abs(outscale - net.scale) < 1e-9:
+        return net, None
+    return net, outscale
 
 
 def model_for_scale(
-    model: SRModel | str | Path | None, outscale: float | None
+    model: SRModel | str | os.PathLike[str] | None, outscale: float | None
 ) -> tuple[SRModel, float | None]:
-    """Pick the model that serves an output scale, and the resize still needed after it.
+    """:func:`resolve_model` with an output scale only (kept for existing callers)."""
+    return resolve_model(model, outscale=outscale)
 
-    For a name, the smallest shipped scale >= ``outscale`` is loaded (the largest one if
-    ``outscale`` exceeds them all); a checkpoint path or a loaded model is used as it is.
-    ``outscale=None`` means x4 for a name and the model's own scale otherwise. The second
-    value is None when the model's own scale already gives the output scale.
-    """
-    if outscale is not None and (outscale <= 0 or not math.isfinite(outscale)):
-        raise ValueError(f"outscale must be a positive number, got {outscale}")
-    if not isinstance(model, SRModel):
-        name = zoo.default_model_name() if model is None else str(model)
-        if name in zoo.available_names():
-            target = 4.0 if outscale is None else outscale
-            have = sorted({w.scale for w in zoo.shipped_weights() if w.name == name}) or SCALES
-            candidates = [s for s in have if s >= target - 1e-9] or [max(have)]
-            model = zoo.resolve(name, candidates[0])
-            outscale = target
-        else:
-            model = zoo.resolve(name)
-    if outscale is None:
-        return model, None
-    resize = None if abs(outscale - model.scale) < 1e-9 else float(outscale)
-    return model, resize
+
+# --------------------------------------------------------------------------- in memory
 
 
 def upscale(
     image: ImageLike,
-    model: SRModel | str | Path | None = None,
-    scale: float | None = None,
+    model: SRModel | str | os.PathLike[str] | None = None,
+    scale: int | None = None,
     *,
+    outscale: float | None = None,
     tile: int | None = None,
     overlap: int | None = None,
     device: str | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> ImageLike:
     """Super-resolve a PIL image or an ``H x W x C`` uint8/uint16 array.
 
@@ -87,33 +277,32 @@ def upscale(
         image: PIL image (any mode :mod:`superres.core.io` reads) or numpy array ``H x W``,
             ``H x W x 1``, ``H x W x 3`` or ``H x W x 4`` (RGBA), uint8 or uint16.
         model: Loaded model, shipped name, ``"bicubic"`` or checkpoint path. None: default.
-        scale: Output scale. For names, the weights of this scale are used; a factor no
-            model has (e.g. 1.5 or 3.5) runs the next larger scale and resizes with
-            antialiasing. For a loaded model, None means its own scale. Default 4 for names.
+            A loaded model is not modified and may be shared between threads.
+        scale: Model scale (see :func:`resolve_model`): for names the weights of this scale
+            (default 4); for a loaded model or a checkpoint, None or its own scale.
+        outscale: Any output factor (e.g. 1.5 or 3.5): runs the next larger model scale and
+            resizes with antialiasing (MATLAB bicubic).
         tile: Tile size in input pixels (None: automatic, 0: no tiling).
         overlap: Tile overlap in input pixels (None: from the model's receptive field).
-        device: ``cpu``, ``cuda``, ``mps`` or None (automatic).
+        device: ``cpu``, ``cuda``, ``mps`` or None: a loaded model runs where its weights
+            are, a model loaded by name on the automatic device.
         progress: Optional ``callback(done_tiles, total_tiles)``.
 
     Returns:
         The same kind as ``image``: a PIL image (ICC profile and EXIF kept) or an array of
         the same dtype and channel layout.
     """
-    net, outscale = model_for_scale(model, None if scale is None else float(scale))
-    dev = engine.select_device(device)
-    net = net.to(dev)
+    net, resize = resolve_model(model, scale, outscale, device=device)
+    options = dict(tile=tile, overlap=overlap, device=device, outscale=resize, progress=progress)
     if isinstance(image, PILImage.Image):
-        img = io.from_pil(image)
-        out = engine.upscale_image(
-            img, net, tile=tile, overlap=overlap, device=dev, outscale=outscale, progress=progress
-        )
+        out = engine.upscale_image(io.from_pil(image), net, **options)
         return io.to_pil(out)
     if isinstance(image, np.ndarray):
-        return _upscale_ndarray(image, net, tile, overlap, dev, outscale, progress)
+        return _upscale_ndarray(image, net, options)
     raise TypeError(f"expected a PIL image or a numpy array, got {type(image).__name__}")
 
 
-def _upscale_ndarray(array, net, tile, overlap, device, outscale, progress) -> np.ndarray:
+def _upscale_ndarray(array: np.ndarray, net: SRModel, options: dict) -> np.ndarray:
     if array.dtype not in (np.uint8, np.uint16):
         raise TypeError(f"expected a uint8 or uint16 array, got {array.dtype}")
     squeeze = array.ndim == 2
@@ -126,17 +315,316 @@ def _upscale_ndarray(array, net, tile, overlap, device, outscale, progress) -> n
     colour = array[:, :, : channels - 1] if alpha is not None else array
     alpha = None if alpha is None else np.ascontiguousarray(alpha)
     pixels, alpha_out = engine.upscale_array(
-        np.ascontiguousarray(colour), net, alpha=alpha,
-        tile=tile, overlap=overlap, device=device, outscale=outscale, progress=progress,
-    )  # fmt: skip
+        np.ascontiguousarray(colour), net, alpha=alpha, **options
+    )
     if alpha_out is not None:
         pixels = np.concatenate([pixels, alpha_out[:, :, None]], axis=2)
     return pixels[:, :, 0] if squeeze else pixels
 
 
+def _upscale_image(
+    source: io.ImageSource,
+    model: SRModel | str | os.PathLike[str] | None,
+    scale: int | None,
+    outscale: float | None,
+    tile: int | None,
+    overlap: int | None,
+    device: str | None,
+    progress: Progress | None,
+) -> io.Image:
+    """Read ``source`` and upscale it; settings are checked before anything is decoded."""
+    net, resize = resolve_model(model, scale, outscale, device=device)
+    image = io.read_image(source)
+    try:
+        return engine.upscale_image(
+            image, net, tile=tile, overlap=overlap, device=device, outscale=resize,
+            progress=progress,
+        )  # fmt: skip
+    except MemoryError:
+        raise ImageError(io.source_name(source), "out of memory while upscaling") from None
+    except ValueError as err:  # tile/overlap settings the image cannot use
+        if isinstance(err, SuperresError):
+            raise
+        raise ConfigError(f"{io.source_name(source)}: {err}") from None
+
+
+# --------------------------------------------------------------------------- files and bytes
+
+
+def upscale_bytes(
+    data: bytes,
+    model: SRModel | str | os.PathLike[str] | None = None,
+    *,
+    format: str = "png",
+    scale: int | None = None,
+    outscale: float | None = None,
+    tile: int | None = None,
+    overlap: int | None = None,
+    device: str | None = None,
+    quality: int | None = None,
+    progress: Progress | None = None,
+) -> bytes:
+    """Upscale the bytes of an image file (or a binary file object) into encoded bytes.
+
+    Args:
+        data: The encoded input (any format :func:`superres.core.io.read_image` reads), or a
+            binary file object.
+        model: As for :func:`upscale`.
+        format: Output format: ``png`` (default), ``jpeg``/``jpg``, ``webp``, ``avif``,
+            ``tiff``/``tif`` (an extension with its dot works too).
+        scale, outscale, tile, overlap, device, progress: As for :func:`upscale`.
+        quality: Lossy quality 1-100 (JPEG/WebP default 95, AVIF 90).
+
+    Raises:
+        ImageError: unreadable input (named ``<bytes>``) or an unsupported ``format``.
+        ConfigError: a scale, outscale, tile or overlap the model or image cannot use.
+    """
+    fmt = io.output_format(format)
+    if quality is not None and not 1 <= int(quality) <= 100:
+        raise ConfigError(f"quality must be between 1 and 100, got {quality}")
+    result = _upscale_image(data, model, scale, outscale, tile, overlap, device, progress)
+    return io.encode_image(result, fmt, quality=quality)
+
+
+def _check_target(target: Path, overwrite: bool, make_folders: bool) -> None:
+    """What can be known about an output before any work: format, existence, its folder."""
+    io.output_format(target)
+    if target.is_dir():
+        raise ImageError(target, "is a folder; the output must be a file")
+    if target.exists() and not overwrite:
+        raise ImageError(target, "output exists")
+    folder = target.parent
+    if folder.is_dir():
+        return
+    if not make_folders:
+        raise ImageError(target, f"folder {folder} does not exist")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        raise ImageError(target, f"cannot create folder {folder} ({reason})") from None
+
+
+def upscale_file(
+    src: io.ImageSource,
+    dst: str | os.PathLike[str],
+    model: SRModel | str | os.PathLike[str] | None = None,
+    *,
+    scale: int | None = None,
+    outscale: float | None = None,
+    overwrite: bool = False,
+    tile: int | None = None,
+    overlap: int | None = None,
+    device: str | None = None,
+    quality: int | None = None,
+    make_folders: bool = True,
+    progress: Progress | None = None,
+) -> Path:
+    """Upscale one image file into another, written atomically in the format of its extension.
+
+    The output's extension, existence and folder are checked (and missing folders created)
+    before the model is loaded or the input decoded; the output appears only once complete.
+
+    Args:
+        src: Input path (or bytes, or a binary file object).
+        dst: Output path; its extension picks the format (``.png``, ``.jpg``, ``.webp``,
+            ``.avif``, ``.tif``).
+        model, scale, outscale, tile, overlap, device, progress: As for :func:`upscale`.
+        overwrite: Replace an existing ``dst`` (otherwise it is an ``ImageError``).
+        quality: Lossy quality 1-100 for JPEG, WebP and AVIF.
+        make_folders: Create ``dst``'s missing folders (default True).
+
+    Returns:
+        ``dst`` as a path.
+
+    Raises:
+        ImageError: unreadable input; an existing, unwritable or unsupported output; an
+            output folder that cannot be created.
+        ConfigError: a scale, outscale, tile or overlap the model or image cannot use.
+    """
+    target = Path(dst)
+    if quality is not None and not 1 <= int(quality) <= 100:
+        raise ConfigError(f"quality must be between 1 and 100, got {quality}")
+    if isinstance(src, (str, os.PathLike)) and (not Path(src).exists() or Path(src).is_dir()):
+        io.read_image(src)  # raises the one-line error for a missing path or a folder
+    _check_target(target, overwrite, make_folders)
+    result = _upscale_image(src, model, scale, outscale, tile, overlap, device, progress)
+    return io.write_image(target, result, overwrite=overwrite, quality=quality)
+
+
+# --------------------------------------------------------------------------- batches
+
+
+@dataclass(frozen=True)
+class Job:
+    """One input file and the output it is written to."""
+
+    source: Path
+    target: Path
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """What became of one :class:`Job`: ``done``, ``skipped`` (the output exists and
+    overwriting was not asked for) or ``failed`` (``error`` says why, in one line)."""
+
+    job: Job
+    status: Literal["done", "skipped", "failed"]
+    error: SuperresError | None = None
+
+
+def output_suffix(source: str | os.PathLike[str], ext: str = "auto") -> str:
+    """The output extension for ``source``: ``ext`` (``png``, ``.jpg``...), or with ``auto``
+    the input's own when it can be written, else ``.png``."""
+    if ext != "auto":
+        suffix = ext.lower() if ext.startswith(".") else f".{ext.lower()}"
+        io.output_format(suffix)  # ImageError for a format that cannot be written
+        return suffix
+    suffix = Path(source).suffix.lower()
+    return suffix if suffix in io.SUPPORTED_OUTPUT_EXTENSIONS else ".png"
+
+
+def _looks_like_folder(output: str | os.PathLike[str]) -> bool:
+    text = os.fspath(output)
+    return text.endswith(("/", os.sep)) or Path(text).is_dir()
+
+
+def plan_jobs(
+    inputs: Sequence[str | os.PathLike[str]] | str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    recursive: bool = False,
+    ext: str = "auto",
+) -> list[Job]:
+    """Map inputs (files and folders) to output paths, before anything is read or loaded.
+
+    One input file and an output with an image extension (``out.png``) give one job. Any
+    other case writes into the output folder: a file keeps its name (with the suffix of
+    :func:`output_suffix`), a folder's images are mirrored under it (their subfolders too
+    with ``recursive``; with several inputs each folder gets a subfolder of its name).
+    Missing input files are kept, to be reported when they are processed.
+
+    Raises:
+        ConfigError: an output name with an extension that cannot be written (``out.bmp``),
+            an output file for several inputs or a folder, an existing file where the
+            output folder should be, two inputs mapped to one output, an output that would
+            replace its input, or an unknown ``ext``.
+    """
+    sources = [Path(inputs)] if isinstance(inputs, (str, os.PathLike)) else list(map(Path, inputs))
+    if not sources:
+        raise ConfigError("no inputs given")
+    try:
+        if ext != "auto":
+            output_suffix("x", ext)
+    except ImageError:
+        raise ConfigError(
+            f"unsupported output format '{ext}' "
+            f"(use one of {', '.join(e.lstrip('.') for e in io.SUPPORTED_OUTPUT_EXTENSIONS)})"
+        ) from None
+    out = Path(output)
+    single_input = len(sources) == 1 and not sources[0].is_dir()
+    if not _looks_like_folder(output) and out.suffix:
+        if out.suffix.lower() not in io.SUPPORTED_OUTPUT_EXTENSIONS:
+            raise ConfigError(
+                f"{out}: unsupported output extension '{out.suffix}' (use one of "
+                f"{', '.join(io.SUPPORTED_OUTPUT_EXTENSIONS)}; end a folder name with '/')"
+            )
+        if single_input:
+            return _checked([Job(sources[0], out)])
+        what = "a folder" if len(sources) == 1 else f"{len(sources)} inputs"
+        raise ConfigError(
+            f"{out}: an output file name, but the output of {what} is a folder (give a folder name)"
+        )
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out}: the output must be a folder, and this is a file")
+    jobs: list[Job] = []
+    for source in sources:
+        if source.is_dir():
+            pattern = "**/*" if recursive else "*"
+            files = sorted(
+                p
+                for p in source.glob(pattern)
+                if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+            )
+            for file in files:
+                rel = file.relative_to(source)
+                target = out / source.name / rel if len(sources) > 1 else out / rel
+                jobs.append(Job(file, target.with_suffix(output_suffix(file, ext))))
+        else:  # a file, or a missing path reported when processed
+            jobs.append(Job(source, (out / source.name).with_suffix(output_suffix(source, ext))))
+    return _checked(jobs)
+
+
+def _checked(jobs: list[Job]) -> list[Job]:
+    seen: dict[Path, Path] = {}
+    for job in jobs:
+        if job.target in seen:
+            raise ConfigError(
+                f"{job.source} and {seen[job.target]} would both be written to {job.target}"
+            )
+        seen[job.target] = job.source
+        try:
+            same = job.source.exists() and job.target.exists() and job.target.samefile(job.source)
+        except OSError:
+            same = False
+        if same or job.target.absolute() == job.source.absolute():
+            raise ConfigError(f"{job.source}: the output would replace the input")
+    return jobs
+
+
+def run_jobs(
+    jobs: Iterable[Job],
+    model: SRModel | str | os.PathLike[str] | None = None,
+    *,
+    scale: int | None = None,
+    outscale: float | None = None,
+    overwrite: bool = False,
+    tile: int | None = None,
+    overlap: int | None = None,
+    device: str | None = None,
+    quality: int | None = None,
+    progress: Callable[[Job, int, int], None] | None = None,
+) -> Iterator[JobResult]:
+    """Upscale jobs one by one (see :func:`plan_jobs`), yielding a :class:`JobResult` each.
+
+    An existing output is skipped unless ``overwrite``; a job that fails (unreadable input,
+    an output folder that cannot be created, out of memory...) is reported and the batch
+    goes on. The model is resolved once, before the first job (settings errors such as an
+    unknown model or a scale the model lacks are raised, not yielded).
+
+    Args:
+        progress: Optional ``callback(job, done_tiles, total_tiles)``.
+        The others: as for :func:`upscale_file`.
+    """
+    net, resize = resolve_model(model, scale, outscale, device=device)
+    if device is not None and net.device != engine.select_device(device):
+        net = copy.deepcopy(net).to(engine.select_device(device))  # once, not per image
+    for job in jobs:
+        if job.target.exists() and not overwrite:
+            yield JobResult(job, "skipped", ImageError(job.target, "output exists"))
+            continue
+        tiles = None
+        if progress is not None:
+
+            def tiles(done: int, total: int, job: Job = job) -> None:
+                progress(job, done, total)
+
+        try:
+            upscale_file(
+                job.source, job.target, net, outscale=resize, overwrite=overwrite, tile=tile,
+                overlap=overlap, quality=quality, progress=tiles,
+            )  # fmt: skip
+        except SuperresError as err:
+            yield JobResult(job, "failed", err)
+            continue
+        yield JobResult(job, "done")
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
 def evaluate(
-    model: SRModel | str | Path | None,
-    folders: str | Path | Sequence[str | Path],
+    model: SRModel | str | os.PathLike[str] | None,
+    folders: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     scale: int | None = None,
     *,
     tile: int | None = None,
@@ -144,11 +632,23 @@ def evaluate(
 ) -> EvalResult:
     """Benchmark a model on HR folders (modcrop, MATLAB-bicubic LR, Y-channel PSNR/SSIM).
 
+    Args:
+        model: Loaded model (not modified), shipped name, ``bicubic``, checkpoint or None.
+        folders: One or more folders of HR images; each is a dataset named by its folder.
+        scale: For names, the weights to evaluate (default 4); for a checkpoint or a loaded
+            model, None or its own scale (:class:`ScaleError` otherwise).
+        tile: Tile size for the engine (None: automatic).
+        device: None: a loaded model runs where it is, a name on the automatic device.
+
     Returns the numbers ``superres eval`` prints; ``result.to_dict()`` is its JSON.
     """
+    wanted = _int_scale(scale)
     name = None
-    if not isinstance(model, SRModel):
-        name = str(model) if model is not None else zoo.default_model_name()
-        model = zoo.resolve(model, scale)
-    dev = engine.select_device(device)
-    return _evaluate(model.to(dev), folders, scale, tile=tile, device=dev, name=name)
+    if isinstance(model, SRModel):
+        if wanted is not None and model.scale != wanted:
+            raise ScaleError(str(model.metadata.get("name") or model.arch), model.scale, wanted)
+    else:
+        name = os.fspath(model) if model is not None else zoo.default_model_name()
+        model = load_model(model, wanted, device="auto" if device is None else device)
+    dev = None if device is None else engine.select_device(device)
+    return evaluate_folders(model, folders, model.scale, tile=tile, device=dev, name=name)

@@ -7,9 +7,17 @@ Data flow::
 
 Every failure a user can cause (missing, unreadable, truncated, non-image, over-limit or
 unsupported files; an existing output) raises :class:`ImageError`, whose message is one line
-``"<path>: <problem>"``. Nothing is written for a failed read, and a failed write leaves no
-file behind: writes go to a temporary file beside the target that is renamed into place only
-once it is complete.
+``"<path>: <problem>"`` (``"<bytes>: ..."`` for bytes, the object's ``name`` or
+``"<BytesIO>"`` for a file object). Nothing is written for a failed read, and a failed write
+leaves no file behind: writes go to a temporary file beside the target that is fsynced,
+renamed into place only once it is complete, and the folder is fsynced after the rename.
+
+Thread safety: reading never changes process-wide state. Pillow's decompression-bomb limit
+(``PIL.Image.MAX_IMAGE_PIXELS``) and ``ImageFile.LOAD_TRUNCATED_IMAGES`` are left as they
+are: the file's header is parsed by Pillow's format plugin directly (without the bomb check
+of ``PIL.Image.open``), and the size is checked against :func:`max_pixels` before any pixel
+is decoded. Truncated data is an error unless the process itself has set
+``LOAD_TRUNCATED_IMAGES``.
 
 16-bit colour: Pillow keeps 16 bits for greyscale (``I;16``) but reduces 16-bit RGB(A)
 PNG and TIFF to 8 bits. This module recovers the low bytes by decoding the same file a second
@@ -27,7 +35,6 @@ import os
 import struct
 import sys
 import tempfile
-import warnings
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -35,7 +42,7 @@ from typing import BinaryIO
 
 import numpy as np
 from PIL import Image as PILImage
-from PIL import ImageFile, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 
 from superres.errors import ImageError
 
@@ -44,12 +51,15 @@ __all__ = [
     "SUPPORTED_OUTPUT_EXTENSIONS",
     "Image",
     "ImageError",
+    "ImageSource",
     "atomic_write",
     "atomic_write_bytes",
     "encode_image",
     "from_pil",
     "max_pixels",
+    "output_format",
     "read_image",
+    "source_name",
     "to_pil",
     "write_image",
 ]
@@ -68,6 +78,31 @@ _FORMATS = {
     ".tiff": "TIFF",
 }
 SUPPORTED_OUTPUT_EXTENSIONS: tuple[str, ...] = tuple(_FORMATS)
+
+#: What :func:`read_image` reads: a path, the bytes of a file, or a binary file object.
+ImageSource = str | os.PathLike[str] | bytes | bytearray | memoryview | BinaryIO
+
+
+def output_format(name: str | os.PathLike[str]) -> str:
+    """The Pillow format an output path or format name stands for: ``"out.jpg"``, ``".jpg"``,
+    ``"jpg"`` and ``"JPEG"`` all give ``"JPEG"``.
+
+    Raises:
+        ImageError: an extension or name :func:`write_image` cannot write.
+    """
+    text = os.fspath(name)
+    suffix = Path(text).suffix.lower() if ("." in text and not text.startswith(".")) else ""
+    key = suffix or ("." + text.lower().lstrip("."))
+    fmt = _FORMATS.get(key)
+    if fmt is None:
+        shown = suffix or text or "(none)"
+        raise ImageError(
+            text,
+            f"unsupported output format {shown!r} "
+            f"(use one of {', '.join(SUPPORTED_OUTPUT_EXTENSIONS)})",
+        )
+    return fmt
+
 
 _EIGHT_BIT_FORMATS = ("JPEG", "WEBP", "AVIF")
 
@@ -120,9 +155,7 @@ class Image:
 def atomic_write_bytes(
     path: str | os.PathLike[str], data: bytes, *, overwrite: bool = True
 ) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
-
-    Readers never see a partial file; on any error the temporary file is removed.
+    """Write ``data`` to ``path`` durably and atomically (see :func:`atomic_write`).
 
     Raises:
         FileExistsError: ``path`` exists and ``overwrite`` is False.
@@ -136,9 +169,13 @@ def atomic_write(
     *,
     overwrite: bool = True,
 ) -> Path:
-    """Call ``write(file)`` on a temporary file beside ``path``, fsync it, rename it into place.
+    """Call ``write(file)`` on a temporary file beside ``path``, then move it into place.
 
-    For outputs too large to hold in memory twice (the writer streams into the file).
+    The one atomic write of the package: the temporary file is flushed and fsynced, renamed
+    onto ``path`` (or hard-linked, when ``overwrite`` is False, so that a file that appeared
+    meanwhile is never replaced), and the folder is fsynced so the rename survives a crash.
+    Readers never see a partial file; on any error the temporary file is removed and
+    ``path`` is untouched. ``write`` may stream (outputs too large to hold twice).
 
     Raises:
         FileExistsError: ``path`` exists and ``overwrite`` is False.
@@ -168,7 +205,23 @@ def atomic_write(
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    _fsync_folder(path.parent)
     return path
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (a no-op where folders cannot be opened/fsynced)."""
+    flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
+    try:
+        fd = os.open(folder, flags)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # e.g. file systems that do not support fsync on folders
+        pass
+    finally:
+        os.close(fd)
 
 
 # --------------------------------------------------------------------------- reading
@@ -186,65 +239,135 @@ def max_pixels() -> int:
     return limit if limit > 0 else DEFAULT_MAX_PIXELS
 
 
-def read_image(path: str | os.PathLike[str], *, limit: int | None = None) -> Image:
-    """Read an image file, applying its EXIF orientation.
+def source_name(source: ImageSource) -> str:
+    """How messages name ``source``: the path, ``"<bytes>"``, or a file object's ``name``
+    (``"<BytesIO>"`` and the like when it has none)."""
+    if isinstance(source, (str, os.PathLike)):
+        return os.fspath(source)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return "<bytes>"
+    name = getattr(source, "name", None)
+    if isinstance(name, (str, os.PathLike)) and os.fspath(name):
+        return os.fspath(name)
+    return f"<{type(source).__name__}>"
+
+
+def _opener(source: ImageSource, label: Path) -> Callable[[], BinaryIO]:
+    """A function returning a fresh binary stream over ``source`` each time it is called."""
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.exists():
+            raise ImageError(label, "no such file")
+        if path.is_dir():
+            raise ImageError(label, "is a folder, not an image file")
+        return lambda: open(path, "rb")  # noqa: SIM115 - closed by the caller's `with`
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+    elif callable(getattr(source, "read", None)):
+        try:
+            data = source.read()
+        except PermissionError:
+            raise ImageError(label, "permission denied") from None
+        except OSError as err:
+            raise ImageError(label, f"cannot read ({_describe(err)})") from None
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"{label}: expected a binary file object, got {type(data).__name__}")
+        data = bytes(data)
+    else:
+        raise TypeError(
+            f"expected a path, bytes or a binary file object, got {type(source).__name__}"
+        )
+    if not data:
+        raise ImageError(label, "empty file")
+    return lambda: _bytesio.BytesIO(data)
+
+
+def _open(file: BinaryIO) -> PILImage.Image:
+    """Parse an image header like ``PIL.Image.open``, but without its decompression-bomb
+    check (the caller checks the size against its own limit), so that no process-wide
+    setting is ever changed. Tries the formats Pillow knows, in Pillow's order.
+    """
+    prefix = file.read(16)
+    tried: set[str] = set()
+    for loader in (PILImage.preinit, PILImage.init):
+        loader()
+        for fmt in list(PILImage.ID):
+            if fmt in tried or fmt not in PILImage.OPEN:
+                continue
+            tried.add(fmt)
+            factory, accept = PILImage.OPEN[fmt]
+            try:
+                verdict = True if accept is None else accept(prefix)
+                if not verdict or isinstance(verdict, str):
+                    continue
+                file.seek(0)
+                return factory(file, "")
+            except (SyntaxError, IndexError, TypeError, struct.error):
+                continue
+    raise UnidentifiedImageError("cannot identify image file")
+
+
+def read_image(source: ImageSource, *, limit: int | None = None) -> Image:
+    """Read an image from a file, its bytes or a binary file object; apply EXIF orientation.
 
     Modes: 1, L, I;16 (and 16-bit grey PNG/TIFF) give one channel; RGB, P, CMYK, YCbCr, LAB,
     HSV give three; LA, PA, RGBA (and P with transparency) add an alpha channel. 16-bit
     RGB(A) PNG and TIFF keep 16 bits. CMYK with an ICC profile is converted to sRGB through
     the profile (the CMYK profile is then not carried to the output).
 
+    Thread-safe: nothing process-wide is changed (see the module docstring).
+
     Args:
-        path: The file.
+        source: A path, the bytes of an image file, or a binary file object (read from its
+            current position to the end).
         limit: Largest accepted width x height (None: :func:`max_pixels`); checked from the
             header, before any pixel data is decoded.
 
     Raises:
         ImageError: the file is missing, a folder, unreadable, not an image, truncated or
-            corrupt, over the size limit, or of an unsupported mode.
+            corrupt, over the size limit, or of an unsupported mode. The message names the
+            path, ``<bytes>`` or the file object (see :func:`source_name`).
+        TypeError: ``source`` is none of the above (a text file, say).
     """
-    path = Path(path)
+    label = Path(source_name(source))
     limit = max_pixels() if limit is None else limit
-    if not path.exists():
-        raise ImageError(path, "no such file")
-    if path.is_dir():
-        raise ImageError(path, "is a folder, not an image file")
-    pillow_limit = PILImage.MAX_IMAGE_PIXELS
-    PILImage.MAX_IMAGE_PIXELS = None  # the size is checked below, against `limit`
     try:
-        with open(path, "rb") as file, warnings.catch_warnings():
-            warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
+        opener = _opener(source, label)
+        with opener() as file:
             try:
-                im = PILImage.open(file)
+                im = _open(file)
             except UnidentifiedImageError:
                 raise ImageError(
-                    path, "not an image file (or a format Pillow cannot read)"
+                    label, "not an image file (or a format Pillow cannot read)"
                 ) from None
             width, height = im.size
             if width * height > limit:
                 raise ImageError(
-                    path,
+                    label,
                     f"image is {width}x{height} = {width * height} pixels, over the limit of "
                     f"{limit} (set SUPERRES_MAX_PIXELS to raise it)",
                 )
             if width < 1 or height < 1:
-                raise ImageError(path, f"empty image ({width}x{height})")
+                raise ImageError(label, f"empty image ({width}x{height})")
             if getattr(im, "n_frames", 1) > 1:
                 im.seek(0)  # animated or multi-page: the first frame
-            low = _low_bytes(path, im)
+            low = _low_bytes(opener, im)
             grey = _grey_source(im)  # (the tile list is gone after loading)
-            _load(path, im)
-            return _to_image(path, im, low, grey)
+            _load(label, im)
+            return _to_image(label, im, low, grey)
     except ImageError:
         raise
+    except PILImage.DecompressionBombError:
+        raise ImageError(
+            label,
+            "over Pillow's decompression-bomb limit (PIL.Image.MAX_IMAGE_PIXELS) while decoding",
+        ) from None
     except PermissionError:
-        raise ImageError(path, "permission denied") from None
+        raise ImageError(label, "permission denied") from None
     except MemoryError:
-        raise ImageError(path, "out of memory while decoding") from None
+        raise ImageError(label, "out of memory while decoding") from None
     except (OSError, ValueError, SyntaxError, struct.error, EOFError, IndexError) as err:
-        raise ImageError(path, f"cannot decode the image ({_describe(err)})") from None
-    finally:
-        PILImage.MAX_IMAGE_PIXELS = pillow_limit
+        raise ImageError(label, f"cannot decode the image ({_describe(err)})") from None
 
 
 def _describe(err: BaseException) -> str:
@@ -253,8 +376,6 @@ def _describe(err: BaseException) -> str:
 
 
 def _load(path: Path, im: PILImage.Image) -> None:
-    previous = ImageFile.LOAD_TRUNCATED_IMAGES
-    ImageFile.LOAD_TRUNCATED_IMAGES = False
     try:
         im.load()
     except OSError as err:
@@ -262,8 +383,6 @@ def _load(path: Path, im: PILImage.Image) -> None:
         if "truncated" in text or "premature" in text or "broken" in text:
             raise ImageError(path, f"truncated or corrupt image data ({_describe(err)})") from None
         raise ImageError(path, f"cannot decode the image ({_describe(err)})") from None
-    finally:
-        ImageFile.LOAD_TRUNCATED_IMAGES = previous
 
 
 _SIXTEEN = {
@@ -273,7 +392,7 @@ _SIXTEEN = {
 }
 
 
-def _low_bytes(path: Path, im: PILImage.Image) -> np.ndarray | None:
+def _low_bytes(opener: Callable[[], BinaryIO], im: PILImage.Image) -> np.ndarray | None:
     """For 16-bit RGB(A)/LA files that Pillow reduces to 8 bits, the dropped low bytes.
 
     The file is opened again with each tile's raw mode switched to the opposite byte order,
@@ -293,8 +412,8 @@ def _low_bytes(path: Path, im: PILImage.Image) -> np.ndarray | None:
         new_raw = raw[:-4] + _SIXTEEN[raw[-4:]]
         new_args = new_raw if isinstance(args, str) else (new_raw, *args[1:])
         swapped.append(tile._replace(args=new_args))
-    with open(path, "rb") as file:
-        twin = PILImage.open(file)
+    with opener() as file:
+        twin = _open(file)
         if getattr(twin, "n_frames", 1) > 1:
             twin.seek(0)
         twin.tile = swapped
@@ -481,7 +600,8 @@ def write_image(
         path: Output file; its extension picks the format (see
             :data:`SUPPORTED_OUTPUT_EXTENSIONS`).
         image: What to write.
-        overwrite: Replace an existing file (otherwise an existing file is an error).
+        overwrite: Replace an existing file (otherwise an existing file is an error:
+            ``ImageError`` ``"<path>: output exists"``).
         quality: Lossy quality 1-100 for JPEG (default 95), WebP (default 95) and AVIF
             (default 90); ignored for PNG and TIFF.
 
@@ -499,7 +619,7 @@ def write_image(
     if quality is not None and not 1 <= int(quality) <= 100:
         raise ImageError(path, f"quality must be between 1 and 100, got {quality}")
     if path.exists() and not overwrite:
-        raise ImageError(path, "output exists (use --overwrite to replace it)")
+        raise ImageError(path, "output exists")
     if not path.parent.is_dir():
         raise ImageError(path, f"folder {path.parent} does not exist")
     try:
@@ -511,7 +631,7 @@ def write_image(
     except ImageError:
         raise
     except FileExistsError:
-        raise ImageError(path, "output exists (use --overwrite to replace it)") from None
+        raise ImageError(path, "output exists") from None
     except PermissionError:
         raise ImageError(path, "permission denied") from None
     except (OSError, ValueError) as err:

@@ -1,0 +1,98 @@
+"""``superres eval``: PSNR/SSIM of a model on folders of HR images (the literature's protocol)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from superres.apps.cli.common import (
+    EXIT_OK,
+    UsageError,
+    add_model_options,
+    one_line,
+    progress_enabled,
+    scale_choice,
+)
+
+__all__ = ["add_parser", "run"]
+
+EPILOG = """\
+examples:
+  superres eval --data Set5 --data Set14 --model quality --scale 4
+  superres eval --data Set5 -m runs/espcn_x2/best.safetensors --json espcn_x2.json
+"""
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    ev = subparsers.add_parser(
+        "eval", help="benchmark a model on HR image folders",
+        description="Score a model on folders of HR images: modcrop, MATLAB-bicubic LR, "
+                    "Y-channel PSNR and SSIM with the scale cropped from the borders.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    ev.add_argument("--data", action="append", required=True, metavar="DIR",
+                    help="folder of HR images (repeatable)")  # fmt: skip
+    ev.add_argument("--scale", "-s", type=scale_choice, default=None,
+                    help="scale to evaluate, 2, 3 or 4 (default: a checkpoint's own scale, "
+                         "x4 for a shipped name); a checkpoint of another scale is "
+                         "refused")  # fmt: skip
+    ev.add_argument("--json", default=None, metavar="FILE", help="write results as JSON")
+    ev.add_argument("--per-image", action="store_true", help="include per-image scores in JSON")
+    add_model_options(ev)
+    ev.set_defaults(func=run)
+    return ev
+
+
+def run(args: argparse.Namespace) -> int:
+    for folder in args.data:
+        if not Path(folder).is_dir():
+            raise UsageError(f"{folder}: not a folder")
+    if args.json and Path(args.json).is_dir():
+        raise UsageError(f"{args.json}: is a folder; give a JSON file name")
+
+    from tqdm import tqdm
+
+    from superres import api
+    from superres.core.io import atomic_write_bytes
+    from superres.evaluation import evaluate
+    from superres.inference import engine
+    from superres.weights import zoo
+
+    engine.set_threads(args.threads)
+    device = engine.select_device(args.device)  # DeviceError: one line, exit 1
+    try:
+        model = api.load_model(args.model, scale=args.scale, device=str(device))
+    except api.ScaleError as err:
+        raise UsageError(
+            f"{err.name}: the model is x{err.have}, so --scale {err.wanted} is refused (leave "
+            f"out --scale to evaluate it at x{err.have})"
+        ) from None
+    except (ValueError, FileNotFoundError) as err:
+        raise UsageError(one_line(err)) from None
+    name = args.model or zoo.default_model_name()
+    bars: dict[str, tqdm] = {}
+    show = progress_enabled(args.quiet)
+
+    def progress(dataset: str, done: int, total: int) -> None:
+        if not show:
+            return
+        bar = bars.get(dataset)
+        if bar is None:
+            bar = bars[dataset] = tqdm(total=total, desc=dataset, unit="img", leave=False)
+        bar.update(done - bar.n)
+        if done == total:
+            bar.close()
+
+    try:
+        result = evaluate(
+            model, args.data, model.scale, tile=args.tile, device=device, progress=progress,
+            name=str(name),
+        )  # fmt: skip
+    except (FileNotFoundError, ValueError) as err:
+        raise UsageError(one_line(err)) from None
+    print(f"model {result.model}  x{result.scale}")
+    print(result.table())
+    if args.json:
+        payload = result.to_json(per_image=args.per_image).encode() + b"\n"
+        atomic_write_bytes(args.json, payload, overwrite=True)
+    return EXIT_OK
