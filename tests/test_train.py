@@ -18,6 +18,8 @@ import yaml
 from superres.apps.cli import main as cli_main
 from superres.models import create_model
 from superres.training import loop as tr
+from superres.training import losses, schedule
+from superres.training import state as train_state
 from superres.training.config import ConfigError, config_from_dict, dump_config, load_config
 from superres.weights.checkpoint import load_checkpoint, save_checkpoint
 
@@ -64,7 +66,7 @@ def run(cfg: dict, resume: bool = False) -> Path:
 
 
 def state_tensors(run_dir: Path) -> dict[str, torch.Tensor]:
-    return safetensors.torch.load_file(str(run_dir / tr.STATE_FILE))
+    return safetensors.torch.load_file(str(run_dir / train_state.STATE_FILE))
 
 
 def write_yaml(path: Path, cfg: dict) -> Path:
@@ -111,7 +113,7 @@ def test_config_validation_and_overrides(tmp_path, folders):
 def test_schedules_and_losses(tmp_path, folders):
     cfg = config_from_dict(base_config(folders, tmp_path, iterations=101, optim__lr=1.0,
                                        schedule={"warmup": 4, "min_lr": 0.1}))  # fmt: skip
-    lrs = [tr.learning_rate(cfg, i) for i in range(101)]
+    lrs = [schedule.learning_rate(cfg, i) for i in range(101)]
     assert lrs[:4] == [0.25, 0.5, 0.75, 1.0] and lrs[4] == 1.0
     assert lrs[-1] == pytest.approx(0.1) and all(
         a >= b for a, b in zip(lrs[4:], lrs[5:], strict=False)
@@ -119,7 +121,7 @@ def test_schedules_and_losses(tmp_path, folders):
     step = config_from_dict(base_config(folders, tmp_path, iterations=100, optim__lr=1.0,
                                         schedule={"name": "multistep", "milestones": [10, 50],
                                                   "gamma": 0.5}))  # fmt: skip
-    assert [tr.learning_rate(step, i) for i in (0, 9, 10, 49, 50, 99)] == [
+    assert [schedule.learning_rate(step, i) for i in (0, 9, 10, 49, 50, 99)] == [
         1,
         1,
         0.5,
@@ -128,10 +130,10 @@ def test_schedules_and_losses(tmp_path, folders):
         0.25,
     ]
     sr, hr = torch.zeros(10), torch.full((10,), 0.5)
-    assert tr.make_loss(cfg.loss)(sr, hr).item() == pytest.approx(0.5)  # l1
+    assert losses.make_loss(cfg.loss)(sr, hr).item() == pytest.approx(0.5)  # l1
     charbonnier = config_from_dict(base_config(folders, tmp_path, loss={"name": "charbonnier"}))
-    assert tr.make_loss(charbonnier.loss)(sr, hr).item() == pytest.approx(0.5, abs=1e-5)
-    assert tr.make_loss(charbonnier.loss)(hr, hr).item() == pytest.approx(1e-3)
+    assert losses.make_loss(charbonnier.loss)(sr, hr).item() == pytest.approx(0.5, abs=1e-5)
+    assert losses.make_loss(charbonnier.loss)(hr, hr).item() == pytest.approx(1e-3)
 
 
 # --------------------------------------------------------------------------- the loop
@@ -191,7 +193,7 @@ def test_init_from_skips_mismatched_tensors(tmp_path, folders, capsys):
     x2 = create_model("espcn", scale=2, n1=16, n2=8)
     path = save_checkpoint(tmp_path / "x2.safetensors", x2)
     x4 = create_model("espcn", scale=4, n1=16, n2=8)
-    loaded, skipped = tr.init_from_checkpoint(x4, path)
+    loaded, skipped = train_state.init_from_checkpoint(x4, path)
     assert loaded == ["body.0.weight", "body.0.bias", "body.2.weight", "body.2.bias"]
     assert skipped == ["body.4.weight (shape (12, 8, 3, 3) in file, (48, 8, 3, 3) in model)",
                        "body.4.bias (shape (12,) in file, (48,) in model)"]  # fmt: skip
@@ -202,7 +204,7 @@ def test_init_from_skips_mismatched_tensors(tmp_path, folders, capsys):
     tr.train(config_from_dict(cfg), progress=True)
     assert "loaded 4 of 6 tensors; skipped body.4.weight" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="no such file"):
-        tr.init_from_checkpoint(x4, tmp_path / "missing.safetensors")
+        train_state.init_from_checkpoint(x4, tmp_path / "missing.safetensors")
 
 
 def test_nan_stops_and_keeps_last_good_checkpoint(tmp_path, folders, capsys):
@@ -216,7 +218,7 @@ def test_nan_stops_and_keeps_last_good_checkpoint(tmp_path, folders, capsys):
         f"state: {out / 'state.safetensors'} (iteration 10); try a lower optim.lr or set "
         "optim.grad_clip)"
     ]
-    assert tr.read_state_metadata(out / tr.STATE_FILE)["iteration"] == 10
+    assert train_state.read_state_metadata(out / train_state.STATE_FILE)["iteration"] == 10
     state = state_tensors(out)
     assert all(torch.isfinite(t).all() for k, t in state.items() if t.is_floating_point())
     assert load_checkpoint(out / "last.safetensors").metadata["provenance"]["iterations"] == 10
@@ -228,7 +230,7 @@ def test_resume_rejects_a_different_config(tmp_path, folders):
     with pytest.raises(ConfigError, match=r"differs from the saved one in optim.lr"):
         run(base_config(folders, out, iterations=10, optim__lr=1e-4), resume=True)
     run(base_config(folders, out, iterations=10, data__workers=1), resume=True)
-    assert tr.read_state_metadata(out / tr.STATE_FILE)["iteration"] == 10
+    assert train_state.read_state_metadata(out / train_state.STATE_FILE)["iteration"] == 10
 
 
 def test_sigkill_then_resume_is_bit_exact(tmp_path, folders):
@@ -245,7 +247,7 @@ def test_sigkill_then_resume_is_bit_exact(tmp_path, folders):
         [sys.executable, "-m", "superres", "train", "--config", str(config_file), "-q"],
         env=env, start_new_session=True, stderr=subprocess.PIPE,
     )  # fmt: skip
-    state = out / tr.STATE_FILE
+    state = out / train_state.STATE_FILE
     deadline = time.monotonic() + 120
     while not state.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.005)
@@ -253,7 +255,7 @@ def test_sigkill_then_resume_is_bit_exact(tmp_path, folders):
     os.killpg(proc.pid, signal.SIGKILL)  # the trainer and its DataLoader worker
     proc.wait()
     assert running, proc.stderr.read().decode()
-    killed_at = tr.read_state_metadata(state)["iteration"]
+    killed_at = train_state.read_state_metadata(state)["iteration"]
     assert 0 < killed_at < iterations
     run(cfg, resume=True)
     expected, resumed = state_tensors(reference), state_tensors(out)
@@ -277,14 +279,14 @@ def test_ddp_two_processes_match_one_and_resume(tmp_path, folders):
                 "-q"]  # fmt: skip
     first = subprocess.run([*base_cmd, "--set", "iterations=4"], env=env, capture_output=True)
     assert first.returncode == 0, first.stderr.decode()[-3000:]
-    assert tr.read_state_metadata(out / tr.STATE_FILE)["world_size"] == 2
+    assert train_state.read_state_metadata(out / train_state.STATE_FILE)["world_size"] == 2
     second = subprocess.run([*base_cmd, "--resume"], env=env, capture_output=True)
     assert second.returncode == 0, second.stderr.decode()[-3000:]
     expected, got = state_tensors(single), state_tensors(out)
     for name in expected:
         if name.startswith(("model.", "ema.")):
             torch.testing.assert_close(got[name], expected[name], atol=1e-5, rtol=0)
-    assert tr.read_state_metadata(out / tr.STATE_FILE)["iteration"] == 8
+    assert train_state.read_state_metadata(out / train_state.STATE_FILE)["iteration"] == 8
 
 
 def test_global_batch_must_split_over_processes(tmp_path, folders, monkeypatch):
@@ -312,3 +314,39 @@ def test_channels_last_trains_the_same_model_and_resumes_exactly(tmp_path, folde
         assert torch.equal(whole[name], resumed[name]), name
     weights = load_checkpoint(tmp_path / "nhwc" / "last.safetensors")
     assert weights.metadata["provenance"]["config"]["channels_last"] is True
+
+
+@pytest.mark.parametrize("problem", ["missing", "empty", "corrupt"])
+def test_a_bad_validation_folder_fails_before_the_first_step(tmp_path, folders, capsys, problem):
+    """A validation folder that is missing, empty or holds a broken image is refused up front:
+    one line naming it, exit status 2, and no training state written."""
+    val = tmp_path / "val"
+    if problem != "missing":
+        val.mkdir()
+    if problem == "corrupt":
+        (val / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
+    out = tmp_path / "run"
+    cfg = base_config(folders, out, data__val=str(val), val_every=1000, iterations=1000)
+    code = cli_main(["train", "--config", str(write_yaml(tmp_path / "cfg.yaml", cfg)), "-q"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err.startswith("superres: error: data.val:") and "\n" not in err, err
+    assert ("broken.png" if problem == "corrupt" else str(val)) in err
+    assert not (out / train_state.STATE_FILE).exists()
+
+
+def test_a_corrupt_training_image_is_one_line(tmp_path, capsys):
+    train = make_folder(tmp_path / "train", [(40, 48), (56, 44)], seed=3)
+    (train / "zz_broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
+    cfg = base_config((train, None), tmp_path / "run")
+    code = cli_main(["train", "--config", str(write_yaml(tmp_path / "cfg.yaml", cfg)), "-q"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err and "zz_broken.png" in err, err
+    assert err.startswith("superres: error: data.train:")
+
+
+def test_channels_other_than_rgb_are_refused_in_the_config(tmp_path, folders):
+    cfg = base_config(folders, tmp_path / "run")
+    cfg["model"]["hparams"]["in_channels"] = 1
+    with pytest.raises(ConfigError, match="model.hparams.in_channels: .* must be 3, got 1"):
+        config_from_dict(cfg)

@@ -383,15 +383,26 @@ def _check_semantics(cfg: TrainConfig) -> None:
         f"{', '.join(k for k in spec.defaults if k != 'scale')}",
     )
     need("scale" not in cfg.model.hparams, "model.hparams.scale: set model.scale instead")
+    for key in ("in_channels", "out_channels"):
+        value = cfg.model.hparams.get(key, 3)
+        need(
+            value == 3,
+            f"model.hparams.{key}: training data and inference are RGB, so it must be 3, "
+            f"got {value!r}",
+        )
     d = cfg.data
     need(len(d.train) > 0, "data.train: give at least one folder of HR training images")
     need(d.patch >= 1, f"data.patch: must be >= 1, got {d.patch}")
     need(d.batch >= 1, f"data.batch: must be >= 1, got {d.batch}")
     need(d.workers >= 0, f"data.workers: must be >= 0, got {d.workers}")
     need(d.prefetch >= 1, f"data.prefetch: must be >= 1, got {d.prefetch}")
+    from superres.codec import list_codecs
+
+    # every registered codec that has a quality range in DegradeConfig
+    codecs = [c for c in list_codecs() if hasattr(d.degrade, c)]
     for name in d.degrade.codecs:
-        need(name in ("jpeg", "webp", "avif"),
-             f"data.degrade.codecs: unknown codec {name!r} (use jpeg, webp, avif)")  # fmt: skip
+        need(name in codecs,
+             f"data.degrade.codecs: unknown codec {name!r} (use {', '.join(codecs)})")  # fmt: skip
     try:
         d.degrade.degradation()
     except ValueError as exc:
