@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import struct
+import threading
 import warnings
 import zlib
 from pathlib import Path
@@ -16,7 +18,9 @@ from superres.codec import (
     MODELS,
     ContainerError,
     Header,
+    TargetBitrateError,
     TargetBitrateWarning,
+    api,
     compress,
     compress_detailed,
     compress_file,
@@ -28,13 +32,18 @@ from superres.codec import (
     pack,
     unpack,
 )
-from superres.codec.container import HEADER_SIZE
+from superres.codec.container import HEADER_SIZE, TRAILER_SIZE, VERSION
 from superres.core import io
 from superres.core.metrics import psnr_rgb
+from superres.errors import ConfigError, DeviceError, ImageError, SuperresError
 from superres.weights import zoo
 
 CODECS = ("jpeg", "webp", "avif")
 PATTERN = Path(__file__).resolve().parents[1] / "examples" / "pattern.png"
+#: Written by the version 1 container (before the whole-file checksum): 32x32 RGB, jpeg q60,
+#: x2, bicubic, with ICC and EXIF sections.
+V1_FIXTURE = Path(__file__).resolve().parent / "data" / "v1_jpeg_x2_bicubic.srz"
+V1_PIXELS_SHA256 = "f1eae312aa146b64b6ee288861b577bc1bbdcb03a9498baa4605da5a0f5b397c"
 ICC = b"fake icc profile " * 3
 EXIF = b"Exif\x00\x00MM\x00*\x00\x00\x00\x08\x00\x00"
 
@@ -140,8 +149,12 @@ def test_container_round_trip(icc, exif):
     payload = b"payload bytes"
     data = pack(header, payload, icc, exif)
     sections = sum(4 + len(s) for s in (icc, exif) if s)
-    assert len(data) == HEADER_SIZE + sections + len(payload) and HEADER_SIZE == 29
+    assert len(data) == HEADER_SIZE + sections + len(payload) + TRAILER_SIZE
+    assert HEADER_SIZE == 29 and TRAILER_SIZE == 4 and data[3] == VERSION == 2
     assert unpack(data) == (header, payload, icc, exif)
+    old = pack(header, payload, icc, exif, version=1)  # no whole-file checksum
+    assert len(old) == HEADER_SIZE + sections + len(payload) and old[3] == 1
+    assert unpack(old) == (header, payload, icc, exif)
     assert header.lr_size == (19, 23) and header.codec == "webp" and header.model == "bicubic"
 
 
@@ -161,7 +174,9 @@ def test_every_truncation_is_an_error(valid):
 
 
 def _with(valid: bytes, **fields) -> bytes:
-    """``valid`` with header fields replaced (and a recomputed CRC unless ``crc`` is given)."""
+    """``valid`` with header fields replaced (and a recomputed CRC unless ``crc`` is given;
+    the whole-file CRC of a version 2 file is recomputed too, so that the checks behind it
+    are reached)."""
     magic, version, w, h, c, s, codec, model, digest, flags, length = struct.unpack(
         ">3sBIIBBBB4sBI", valid[:25]
     )
@@ -169,14 +184,18 @@ def _with(valid: bytes, **fields) -> bytes:
         magic=magic, version=version, width=w, height=h, channels=c, scale=s, codec_id=codec,
         model_id=model, model_hash=digest, flags=flags, length=length,
     )  # fmt: skip
-    return _raw_header(**{**current, **fields}) + valid[HEADER_SIZE:]
+    body = valid[HEADER_SIZE : len(valid) - (TRAILER_SIZE if version >= 2 else 0)]
+    data = _raw_header(**{**current, **fields}) + body
+    if version >= 2:
+        data += struct.pack(">I", zlib.crc32(data))
+    return data
 
 
 @pytest.mark.parametrize(
     ("change", "message"),
     [
         (lambda d: b"PNG" + d[3:], "bad magic"),
-        (lambda d: _with(d, version=2), "unsupported .srz version 2"),
+        (lambda d: _with(d, version=VERSION + 1), f"unsupported .srz version {VERSION + 1}"),
         (lambda d: d[:25] + bytes([d[25] ^ 1]) + d[26:], "header checksum mismatch"),
         (lambda d: d[:5] + bytes([d[5] ^ 1]) + d[6:], "header checksum mismatch"),
         (lambda d: _with(d, codec_id=9), "unknown codec id 9"),
@@ -358,8 +377,25 @@ def test_target_bpp_is_the_highest_quality_that_fits(codec, scale):
 def test_target_bpp_below_the_lowest_quality_warns():
     image = _gradient()
     with pytest.warns(TargetBitrateWarning, match="even quality 1 needs"):
-        result = compress_detailed(image, codec="jpeg", target_bpp=0.01)
+        result = compress_detailed(image, codec="jpeg", target_bpp=0.01, allow_over=True)
     assert not result.met_target and result.quality == 1 and result.bpp > 0.01
+
+
+@pytest.mark.parametrize("scale", [1, "auto"])
+def test_target_bpp_below_the_lowest_quality_is_an_error(scale):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(
+            TargetBitrateError, match="even quality 1 needs .* above the target"
+        ) as info:
+            compress(
+                _gradient(),
+                codec="jpeg",
+                target_bpp=0.01,
+                scale=scale,
+                model="bicubic" if scale != 1 else None,
+            )
+    assert isinstance(info.value, SuperresError) and "\n" not in str(info.value)
 
 
 def test_auto_scale_keeps_the_best_psnr():
@@ -374,7 +410,9 @@ def test_auto_scale_keeps_the_best_psnr():
         model = "lanczos" if scale == 1 else "bicubic"
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", TargetBitrateWarning)
-            other = compress_detailed(image, codec="webp", target_bpp=0.5, scale=scale, model=model)
+            other = compress_detailed(
+                image, codec="webp", target_bpp=0.5, scale=scale, model=model, allow_over=True
+            )
         if other.met_target:
             assert psnr_rgb(decompress(other.data).pixels, image) <= best.psnr + 1e-9
     codec_scales = {w.scale for w in zoo.shipped_weights() if w.name == "codec"}
@@ -428,3 +466,190 @@ def test_decompressing_a_bad_file_writes_nothing(tmp_path):
     with pytest.raises(io.ImageError, match="no such file"):
         decompress_file(tmp_path / "missing.srz", tmp_path / "out.png")
     assert [p.name for p in tmp_path.iterdir()] == ["bad.srz"]  # no output, no temp file
+
+
+# --------------------------------------------------------------------------- integrity
+
+
+def test_version_1_fixture_still_decodes():
+    """A file written before the whole-file checksum decodes to the same pixels as then."""
+    data = V1_FIXTURE.read_bytes()
+    assert data[3] == 1 and len(data) == 357
+    header, payload, icc, exif = unpack(data)
+    assert (header.width, header.height, header.scale, header.codec, header.model) == (
+        32, 32, 2, "jpeg", "bicubic",
+    )  # fmt: skip
+    out = decompress(data, device="cpu")
+    assert out.pixels.shape == (32, 32, 3) and out.mode == "RGB"
+    assert hashlib.sha256(out.pixels.tobytes()).hexdigest() == V1_PIXELS_SHA256
+    assert out.icc_profile == b"fixture icc" and exif.startswith(b"Exif")
+    assert pack(header, payload, icc, exif, version=1) == data  # v1 is reproduced exactly
+    # The same image in the current version: the same pixels, 4 bytes more.
+    current = pack(header, payload, icc, exif)
+    assert len(current) == len(data) + TRAILER_SIZE and current[3] == VERSION
+    assert np.array_equal(decompress(current, device="cpu").pixels, out.pixels)
+
+
+@pytest.mark.parametrize("where", ["icc", "exif", "payload", "checksum"])
+def test_whole_file_checksum(valid, where, tmp_path):
+    header, payload, icc, exif = unpack(valid)
+    offset = {
+        "icc": HEADER_SIZE + 4 + 3,
+        "exif": HEADER_SIZE + 4 + len(icc) + 4 + 5,
+        "payload": len(valid) - TRAILER_SIZE - len(payload) // 2,
+        "checksum": len(valid) - 1,
+    }[where]
+    damaged = bytearray(valid)
+    damaged[offset] ^= 0x10
+    with pytest.raises(ContainerError, match="file checksum mismatch") as info:
+        unpack(bytes(damaged))
+    assert "\n" not in str(info.value)
+    bad = tmp_path / "damaged.srz"
+    bad.write_bytes(bytes(damaged))
+    with pytest.raises(ContainerError, match=r"damaged\.srz: file checksum mismatch") as info:
+        decompress_file(bad, tmp_path / "out.png")
+    assert "\n" not in str(info.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["damaged.srz"]
+
+
+def test_pack_refuses_unknown_versions():
+    for version in (0, 3, True):
+        with pytest.raises(ContainerError, match="cannot write .srz version"):
+            pack(Header(4, 4, 3, 1, 1), b"x", version=version)
+
+
+def test_decoding_leaves_pillow_globals_alone(monkeypatch):
+    """No thread can see Pillow's bomb limit switched off while another thread decodes."""
+    from PIL import ImageFile
+
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 4)  # far below any payload here
+    files = {name: compress(_gradient(), codec=name, quality=70) for name in ("jpeg", "avif")}
+    expected = {name: decompress(data).pixels for name, data in files.items()}
+    assert PILImage.MAX_IMAGE_PIXELS == 4 and ImageFile.LOAD_TRUNCATED_IMAGES is False
+    seen, failures = set(), []
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            seen.add(PILImage.MAX_IMAGE_PIXELS)
+
+    def work(name: str) -> None:
+        for _ in range(10):
+            if not np.array_equal(decompress(files[name]).pixels, expected[name]):
+                failures.append(name)
+
+    watcher = threading.Thread(target=watch)
+    workers = [threading.Thread(target=work, args=(n,)) for n in ("jpeg", "avif") * 2]
+    watcher.start()
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join()
+    stop.set()
+    watcher.join()
+    assert seen == {4} and not failures
+    # WebP's plugin applies the limit itself: a one-line error, not a traceback.
+    with pytest.raises(ContainerError, match="over Pillow's decompression-bomb limit") as info:
+        decompress(compress(_gradient(), codec="webp", quality=70))
+    assert "\n" not in str(info.value)
+
+
+# --------------------------------------------------------------------------- devices
+
+
+def test_device_is_checked_and_reaches_the_restorer(monkeypatch):
+    import torch
+
+    if not torch.cuda.is_available():
+        for call in (
+            lambda: compress(_gradient(), quality=50, device="cuda"),
+            lambda: compress(_gradient(), target_bpp=2.0, scale="auto", device="cuda"),
+            lambda: decompress(compress(_gradient(), quality=50), device="cuda"),
+        ):
+            with pytest.raises(DeviceError, match="CUDA is not available") as info:
+                call()
+            assert "\n" not in str(info.value)
+    with pytest.raises(DeviceError, match="unknown device 'gpu0'"):
+        compress(_gradient(), quality=50, device="gpu0")
+    loads, runs = [], []
+    real_load, real_decode = api.models.load_restorer, api.decode_pixels
+
+    def load(model, scale, **kw):
+        loads.append(kw.get("device"))
+        return real_load(model, scale, **kw)
+
+    def decode(header, payload, net, **kw):
+        runs.append(kw.get("device"))
+        return real_decode(header, payload, net, **kw)
+
+    monkeypatch.setattr(api.models, "load_restorer", load)
+    monkeypatch.setattr(api, "decode_pixels", decode)
+    image = io.read_image(PATTERN).pixels[:64, :64]
+    compress(image, codec="webp", target_bpp=1.0, scale="auto", model="bicubic", device="cpu")
+    assert loads == runs[1:] == [torch.device("cpu")] * 3  # x2, x3, x4 on the device asked
+    assert runs[0] == torch.device("cpu")  # x1 (nothing to restore)
+
+
+# --------------------------------------------------------------------------- files
+
+
+def test_compress_file_creates_the_output_folder(tmp_path):
+    src = tmp_path / "in.png"
+    io.write_image(src, io.Image(_gradient()))
+    dst = tmp_path / "new" / "deeper" / "a.srz"
+    result = compress_file(src, dst, quality=50)
+    assert dst.read_bytes() == result.data
+    blocker = tmp_path / "file"
+    blocker.write_bytes(b"")
+    with pytest.raises(ImageError, match="is a file, not a folder") as info:
+        compress_file(src, blocker / "a.srz", quality=50)
+    assert "\n" not in str(info.value) and "a.srz" in str(info.value)
+    with pytest.raises(ImageError, match="is a folder"):
+        compress_file(src, tmp_path / "new", quality=50)
+
+
+def test_compress_file_failures_leave_nothing(tmp_path):
+    src = tmp_path / "in.png"
+    io.write_image(src, io.Image(_gradient()))
+    rgba = tmp_path / "alpha.png"
+    PILImage.fromarray(np.dstack([_gradient(), np.full((37, 45), 9, np.uint8)])).save(rgba)
+    cases = [
+        (src, dict(target_bpp=0.01), TargetBitrateError, r"in\.png: jpeg x1: even quality 1"),
+        (rgba, dict(quality=50), ImageError, r"alpha\.png: \.srz does not store transparency"),
+        (src, dict(quality=500), ConfigError, "jpeg quality must be an integer 1..100"),
+        (src, dict(codec="png", quality=5), ConfigError, "unknown codec 'png'"),
+        (tmp_path / "none.png", dict(quality=50), ImageError, r"none\.png"),
+    ]
+    for source, kwargs, kind, message in cases:
+        with pytest.raises(kind, match=message) as info:
+            compress_file(source, tmp_path / "out" / "a.srz", **kwargs)
+        assert isinstance(info.value, SuperresError) and "\n" not in str(info.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["alpha.png", "in.png"]
+    with pytest.warns(TargetBitrateWarning):
+        result = compress_file(src, tmp_path / "a.srz", target_bpp=0.01, allow_over=True)
+    assert not result.met_target and (tmp_path / "a.srz").read_bytes() == result.data
+
+
+def test_decompress_file_checks_the_output_before_decoding(tmp_path, monkeypatch):
+    srz = tmp_path / "a.srz"
+    srz.write_bytes(compress(_gradient(), quality=50))
+    (tmp_path / "exists.png").write_bytes(b"mine")
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded before the output was checked")
+
+    monkeypatch.setattr(api, "decompress", no_decoding)
+    for dst, message in [
+        (tmp_path / "out.bmp", r"out\.bmp: unsupported output extension '\.bmp'"),
+        (tmp_path / "out", r"out: unsupported output extension '\(none\)'"),
+        (tmp_path / "exists.png", r"exists\.png: output exists"),
+        (srz / "x.png", r"a\.srz is a file, not a folder"),
+    ]:
+        with pytest.raises(ImageError, match=message) as info:
+            decompress_file(srz, dst)
+        assert "\n" not in str(info.value)
+    monkeypatch.undo()
+    out = tmp_path / "made" / "b.png"
+    decompress_file(srz, out)
+    assert io.read_image(out).pixels.shape == (37, 45, 3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.srz", "exists.png", "made"]

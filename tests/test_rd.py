@@ -166,12 +166,16 @@ def test_compress_cli_errors(tmp_path, capsys):
     source = tmp_path / "a.png"
     rgba = np.dstack([_photo(), np.full((176, 200), 128, np.uint8)])
     PILImage.fromarray(rgba).save(source)
-    assert cli.main(["compress", str(source), "-o", str(tmp_path / "a.srz"), "-q", "50"]) == 1
+    assert (
+        cli.main(["compress", str(source), "-o", str(tmp_path / "a.srz"), "--quality", "50"]) == 1
+    )
     assert "a.png: .srz does not store transparency" in capsys.readouterr().err
     assert cli.main(["compress", str(source), "-o", str(tmp_path / "a.srz")]) == 2
     assert "exactly one of --quality Q or --target-bpp B" in capsys.readouterr().err
-    assert cli.main(["compress", str(source), "-o", "x.srz", "-q", "5", "--scale", "auto"]) == 2
+    assert (
+        cli.main(["compress", str(source), "-o", "x.srz", "--quality", "5", "--scale", "auto"]) == 2
+    )
     assert "--scale auto needs --target-bpp" in capsys.readouterr().err
-    assert cli.main(["compress", str(tmp_path / "none.png"), "-o", "x.srz", "-q", "5"]) == 1
+    assert cli.main(["compress", str(tmp_path / "none.png"), "-o", "x.srz", "--quality", "5"]) == 1
     assert "none.png" in capsys.readouterr().err
     assert not list(tmp_path.glob("*.srz"))

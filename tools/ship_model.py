@@ -36,8 +36,7 @@ def codec_gains(model) -> dict:
     """PSNR-RGB on Kodak24 of Lanczos and of ``model`` on decoded LR, per codec and quality."""
     import numpy as np
 
-    from superres.codec import get_codec, rd
-    from superres.codec.api import _downscale, restore
+    from superres.codec import downscale, get_codec, rd, restore
     from superres.core.metrics import psnr_rgb
 
     images = rd.load_images(data_root() / "Kodak24")
@@ -45,7 +44,7 @@ def codec_gains(model) -> dict:
     sums: dict = {}
     for _, hr in images:
         h, w = hr.shape[:2]
-        lr = _downscale(hr, s)
+        lr = downscale(hr, s)
         for codec_name, qualities in CODEC_POINTS.items():
             codec = get_codec(codec_name)
             for q in qualities:

@@ -7,7 +7,11 @@
 Modules: :mod:`~superres.codec.base` (the :class:`Codec` interface and registry),
 :mod:`~superres.codec.pillow_codecs` (JPEG, WebP, AVIF), :mod:`~superres.codec.container`
 (the ``.srz`` format), :mod:`~superres.codec.models` (restoration-model ids and hashes),
-:mod:`~superres.codec.api` (compress/decompress).
+:mod:`~superres.codec.api` (compress/decompress and the steps they are made of),
+:mod:`~superres.codec.rd` (rate-distortion curves and BD-rate).
+
+Layering: this package uses core, models, weights and inference, never training,
+evaluation, the top-level API or the apps.
 """
 
 from __future__ import annotations
@@ -15,12 +19,19 @@ from __future__ import annotations
 from superres.codec.api import (
     AUTO_SCALES,
     Compressed,
+    Restorer,
+    TargetBitrateError,
     TargetBitrateWarning,
+    check_output,
+    choose_restorer,
     compress,
     compress_detailed,
     compress_file,
+    decode_pixels,
     decompress,
     decompress_file,
+    downscale,
+    restore,
 )
 from superres.codec.base import Codec, ContainerError, get_codec, list_codecs, register_codec
 from superres.codec.container import Header, pack, unpack
@@ -33,16 +44,23 @@ __all__ = [
     "Compressed",
     "ContainerError",
     "Header",
+    "Restorer",
+    "TargetBitrateError",
     "TargetBitrateWarning",
+    "check_output",
+    "choose_restorer",
     "compress",
     "compress_detailed",
     "compress_file",
+    "decode_pixels",
     "decompress",
     "decompress_file",
+    "downscale",
     "get_codec",
     "list_codecs",
     "model_hash",
     "pack",
     "register_codec",
+    "restore",
     "unpack",
 ]

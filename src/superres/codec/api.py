@@ -25,7 +25,7 @@ import os
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -36,6 +36,7 @@ from superres.codec.base import Codec, ContainerError, get_codec
 from superres.core import io
 from superres.core.metrics import psnr_rgb
 from superres.core.resize import imresize
+from superres.errors import ConfigError, DeviceError, ImageError
 from superres.inference import engine
 from superres.models import SRModel
 from superres.weights import zoo
@@ -43,22 +44,47 @@ from superres.weights import zoo
 __all__ = [
     "AUTO_SCALES",
     "Compressed",
+    "Restorer",
+    "TargetBitrateError",
     "TargetBitrateWarning",
+    "check_output",
+    "choose_restorer",
     "compress",
     "compress_detailed",
     "compress_file",
+    "decode_pixels",
     "decompress",
     "decompress_file",
+    "downscale",
+    "restore",
 ]
 
 #: Scales ``scale="auto"`` tries.
 AUTO_SCALES = (1, 2, 3, 4)
 ImageInput = io.Image | PILImage.Image | np.ndarray
-_Restorer = tuple[SRModel | None, str, bytes]  # loaded model (None: Lanczos), name, hash
+
+
+class Restorer(NamedTuple):
+    """The restoration model of one scale, as :func:`choose_restorer` loads it.
+
+    Attributes:
+        net: The loaded model; None for Lanczos (and for scale 1, which restores nothing).
+        name: Its name in :data:`superres.codec.models.MODELS`.
+        hash: The 4-byte weights hash the header stores (:func:`~superres.codec.model_hash`).
+    """
+
+    net: SRModel | None
+    name: str
+    hash: bytes
 
 
 class TargetBitrateWarning(UserWarning):
-    """``target_bpp`` is below what the lowest quality gives; the lowest quality was used."""
+    """``target_bpp`` is below what the lowest quality gives and ``allow_over`` was given:
+    the lowest quality was used."""
+
+
+class TargetBitrateError(ConfigError):
+    """``target_bpp`` is below what the lowest quality gives (and ``allow_over`` is False)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,6 +123,8 @@ def compress(
     scale: int | Literal["auto"] = 1,
     model: str | None = None,
     subsampling: str | None = None,
+    allow_over: bool = False,
+    device: str | None = None,
 ) -> bytes:
     """Compress an image to ``.srz`` bytes; see :func:`compress_detailed` for the arguments."""
     return compress_detailed(
@@ -107,6 +135,8 @@ def compress(
         scale=scale,
         model=model,
         subsampling=subsampling,
+        allow_over=allow_over,
+        device=device,
     ).data
 
 
@@ -119,6 +149,8 @@ def compress_detailed(
     scale: int | Literal["auto"] = 1,
     model: str | None = None,
     subsampling: str | None = None,
+    allow_over: bool = False,
+    device: str | None = None,
 ) -> Compressed:
     """Compress an image, returning the ``.srz`` bytes with the settings chosen.
 
@@ -126,12 +158,13 @@ def compress_detailed(
         image: :class:`superres.core.io.Image`, PIL image, or array ``H x W``, ``H x W x 1``,
             ``H x W x 3`` (or with a 2nd/4th alpha channel that is fully opaque), uint8 or
             uint16. ICC profile and EXIF of an Image or PIL image are stored.
-        codec: ``"jpeg"``, ``"webp"`` or ``"avif"``.
-        quality: Codec quality (default: the codec's). Exclusive with ``target_bpp``.
+        codec: A name from :func:`superres.codec.list_codecs` (``"jpeg"``, ``"webp"``,
+            ``"avif"``).
+        quality: Codec quality (default: the codec's :attr:`~superres.codec.Codec.default_quality`
+            when ``target_bpp`` is not given either). Exclusive with ``target_bpp``.
         target_bpp: Bits per original pixel the whole file may use: the highest quality
             that fits is found by bisection (at most 7 encodes). If even the lowest quality
-            does not fit, it is used anyway, with a :class:`TargetBitrateWarning` and
-            ``met_target=False``.
+            does not fit, :class:`TargetBitrateError` is raised, unless ``allow_over``.
         scale: 1 (plain codec), 2, 3 or 4 (store the image that much smaller and restore it
             on decoding), or ``"auto"`` (needs ``target_bpp``): each of :data:`AUTO_SCALES`
             is encoded at the target, decoded, and the one with the best PSNR-RGB is kept
@@ -141,55 +174,91 @@ def compress_detailed(
             decoded images, then ``quality``, then ``fast``), else ``bicubic``. Scale 1
             always uses ``lanczos`` (no restoration).
         subsampling: Chroma subsampling ``"4:2:0"`` or ``"4:4:4"`` (jpeg, avif); None: 4:2:0.
+        allow_over: When ``target_bpp`` cannot be met, use the lowest quality anyway (with
+            a :class:`TargetBitrateWarning` and ``met_target=False``) instead of raising.
+        device: Torch device on which ``scale="auto"`` runs the restorer to score each
+            scale (None: automatic, as :func:`decompress`); checked, and otherwise unused,
+            for a fixed scale.
 
     Raises:
-        ValueError: invalid arguments, alpha, an image too large, or a model without
-            weights for the scale.
+        ConfigError: invalid arguments, alpha, an image too large, or a model without
+            weights for the scale (a ``ValueError``).
+        TargetBitrateError: ``target_bpp`` cannot be met and ``allow_over`` is False.
+        DeviceError: ``device`` is unknown or not available.
     """
     pixels, icc, exif = _prepare(image)
-    chosen = get_codec(codec)
+    return _compress_pixels(
+        pixels, icc, exif, codec=codec, quality=quality, target_bpp=target_bpp, scale=scale,
+        model=model, subsampling=subsampling, allow_over=allow_over, device=device,
+    )  # fmt: skip
+
+
+def _compress_pixels(
+    pixels: np.ndarray,
+    icc: bytes | None,
+    exif: bytes | None,
+    *,
+    codec: str,
+    quality: int | None,
+    target_bpp: float | None,
+    scale: int | Literal["auto"],
+    model: str | None,
+    subsampling: str | None,
+    allow_over: bool,
+    device: str | None,
+) -> Compressed:
+    chosen = _codec(codec)
     if quality is not None and target_bpp is not None:
-        raise ValueError("give quality or target_bpp, not both")
-    if target_bpp is not None and not (math.isfinite(target_bpp) and target_bpp > 0):
-        raise ValueError(f"target_bpp must be a positive number, got {target_bpp!r}")
+        raise ConfigError("give quality or target_bpp, not both")
+    if target_bpp is not None and not (
+        isinstance(target_bpp, (int, float)) and math.isfinite(target_bpp) and target_bpp > 0
+    ):
+        raise ConfigError(f"target_bpp must be a positive number, got {target_bpp!r}")
     options = {} if subsampling is None else {"subsampling": subsampling}
     if quality is None and target_bpp is None:
         quality = chosen.default_quality
     if scale != "auto":
         if scale not in container.SCALES or isinstance(scale, bool):
-            raise ValueError(f"scale must be 1, 2, 3, 4 or 'auto', got {scale!r}")
-        restorer = _restorer(model, int(scale))
+            raise ConfigError(f"scale must be 1, 2, 3, 4 or 'auto', got {scale!r}")
+        if device is not None:
+            engine.select_device(device)  # a device that cannot run is an error either way
+        restorer = choose_restorer(model, int(scale))
         result = _compress_at(
             pixels, icc, exif, chosen, quality, target_bpp, scale, restorer, options
         )
-        return _warn_if_missed(result, target_bpp)
+        return _check_target(result, target_bpp, allow_over)
     if target_bpp is None:
-        raise ValueError("scale='auto' needs target_bpp")
+        raise ConfigError("scale='auto' needs target_bpp")
     if model is not None:
         models.model_id(model)  # an unknown name is an error, not a reason to skip scales
+    dev = engine.select_device(device)
     results: list[Compressed] = []
     for s in AUTO_SCALES:
         try:
-            restorer = _restorer(None if s == 1 else model, s)
+            restorer = choose_restorer(None if s == 1 else model, s, device=dev)
+        except DeviceError:
+            raise
         except ValueError:
             continue  # this model has no weights at this scale
         result = _compress_at(pixels, icc, exif, chosen, None, target_bpp, s, restorer, options)
         header, payload, _, _ = container.unpack(result.data, max_pixels=pixels[..., 0].size)
-        decoded = _decode_pixels(header, payload, restorer[0])
+        decoded = decode_pixels(header, payload, restorer.net, device=dev)
         results.append(dataclasses.replace(result, psnr=psnr_rgb(decoded, pixels)))
     if len(results) == 1 and model not in (None, "lanczos"):
-        raise ValueError(f"restoration model {model!r} has no weights for any scale > 1")
+        raise ConfigError(f"restoration model {model!r} has no weights for any scale > 1")
     met = [r for r in results if r.met_target]
     best = max(met, key=lambda r: r.psnr) if met else min(results, key=lambda r: r.bpp)
-    return _warn_if_missed(best, target_bpp)
+    return _check_target(best, target_bpp, allow_over)
 
 
 def decompress(data: bytes, *, device: str | None = None) -> io.Image:
     """Decode ``.srz`` bytes.
 
     Args:
-        data: The file's bytes (never trusted).
-        device: Torch device for an SR network (None: automatic); unused otherwise.
+        data: The file's bytes (never trusted: the container's checksums are verified
+            before any byte reaches the codec's decoder).
+        device: Torch device for the restorer (None: automatic); checked even when the
+            file needs no network.
 
     Returns:
         The image at its original size (uint8, grey or RGB) with its ICC profile and EXIF.
@@ -197,17 +266,16 @@ def decompress(data: bytes, *, device: str | None = None) -> io.Image:
     Raises:
         ContainerError: the data is not a valid ``.srz`` file, or its restoration model is
             not installed (or has other weights than the file was made for).
+        DeviceError: ``device`` is unknown or not available.
     """
+    dev = engine.select_device(device)
     header, payload, icc, exif = container.unpack(data)
     net = None
     if header.model_id != models.LANCZOS:
         net, _ = models.load_restorer(
-            header.model_id,
-            header.scale,
-            expected_hash=header.model_hash,
-            device=engine.select_device(device),
+            header.model_id, header.scale, expected_hash=header.model_hash, device=dev
         )
-    pixels = _decode_pixels(header, payload, net)
+    pixels = decode_pixels(header, payload, net, device=dev)
     mode = "L" if header.channels == 1 else "RGB"
     return io.Image(pixels=pixels, icc_profile=icc, exif=exif, mode=mode)
 
@@ -223,32 +291,46 @@ def compress_file(
     model: str | None = None,
     subsampling: str | None = None,
     overwrite: bool = False,
+    allow_over: bool = False,
+    device: str | None = None,
 ) -> Compressed:
     """Compress the image file ``src`` to the ``.srz`` file ``dst`` (written atomically).
 
-    Other arguments are those of :func:`compress_detailed`.
+    ``dst`` is checked before ``src`` is read; its folder is created (with its parents)
+    only once the file is ready to be written, so a failure leaves nothing behind. Other
+    arguments are those of :func:`compress_detailed`.
 
     Raises:
-        ImageError: ``src`` cannot be read, ``dst`` exists (and not ``overwrite``) or cannot
-            be written.
-        ValueError: invalid arguments or image (see :func:`compress_detailed`).
+        ImageError: ``src`` cannot be read or holds what ``.srz`` cannot store (alpha, too
+            many pixels), ``dst`` exists (and not ``overwrite``), or ``dst`` or its folder
+            cannot be written.
+        TargetBitrateError: ``target_bpp`` cannot be met (the message names ``src``).
+        ConfigError, DeviceError: invalid arguments (see :func:`compress_detailed`).
     """
-    dst = _check_output(dst, overwrite)
-    result = compress_detailed(
-        io.read_image(src),
-        codec=codec,
-        quality=quality,
-        target_bpp=target_bpp,
-        scale=scale,
-        model=model,
-        subsampling=subsampling,
-    )
+    dst = check_output(dst, overwrite=overwrite)
+    if device is not None:
+        engine.select_device(device)
+    try:
+        pixels, icc, exif = _prepare(io.read_image(src))
+    except ImageError:
+        raise
+    except ValueError as err:  # alpha, size: a problem of this file
+        raise ImageError(src, str(err)) from None
+    try:
+        result = _compress_pixels(
+            pixels, icc, exif, codec=codec, quality=quality, target_bpp=target_bpp,
+            scale=scale, model=model, subsampling=subsampling, allow_over=allow_over,
+            device=device,
+        )  # fmt: skip
+    except TargetBitrateError as err:
+        raise TargetBitrateError(f"{src}: {err}") from None
+    _make_folder(dst)
     try:
         io.atomic_write_bytes(dst, result.data, overwrite=overwrite)
     except FileExistsError:
-        raise io.ImageError(dst, "output exists (use --overwrite to replace it)") from None
+        raise ImageError(dst, "output exists") from None
     except OSError as err:
-        raise io.ImageError(dst, f"cannot write the file ({err.strerror or err})") from None
+        raise ImageError(dst, f"cannot write the file ({err.strerror or err})") from None
     return result
 
 
@@ -261,43 +343,95 @@ def decompress_file(
 ) -> io.Image:
     """Decode the ``.srz`` file ``src`` and write the image to ``dst`` (format from its extension).
 
-    Nothing is written unless decoding succeeds; the write is atomic.
+    The cheap checks come first (the device, ``dst``'s extension, an existing ``dst``, a
+    file where its folder should be), then ``src`` is read and decoded; ``dst``'s folder is
+    created only after decoding succeeded, and the write is atomic, so nothing is written
+    unless the whole decode succeeds.
 
     Returns:
         The decoded image.
 
     Raises:
-        ImageError: ``src`` cannot be read, ``dst`` exists (and not ``overwrite``) or cannot
-            be written.
+        ImageError: ``src`` cannot be read; ``dst`` has an unsupported extension, exists
+            (and not ``overwrite``) or cannot be written.
         ContainerError: ``src`` is not a valid ``.srz`` file (the message names it).
+        DeviceError: ``device`` is unknown or not available.
     """
-    src, dst = Path(src), _check_output(dst, overwrite)
+    dev = engine.select_device(device)
+    src = Path(src)
+    dst = check_output(dst, overwrite=overwrite, extensions=io.SUPPORTED_OUTPUT_EXTENSIONS)
     try:
         data = src.read_bytes()
     except FileNotFoundError:
-        raise io.ImageError(src, "no such file") from None
+        raise ImageError(src, "no such file") from None
     except IsADirectoryError:
-        raise io.ImageError(src, "is a folder, not an .srz file") from None
+        raise ImageError(src, "is a folder, not an .srz file") from None
     except OSError as err:
-        raise io.ImageError(src, f"cannot read the file ({err.strerror or err})") from None
+        raise ImageError(src, f"cannot read the file ({err.strerror or err})") from None
     try:
-        image = decompress(data, device=device)
+        image = decompress(data, device=dev)
     except ContainerError as err:
         raise ContainerError(f"{src}: {err}") from None
+    _make_folder(dst)
     io.write_image(dst, image, overwrite=overwrite)
     return image
+
+
+def check_output(
+    dst: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+    extensions: tuple[str, ...] | None = None,
+) -> Path:
+    """Check an output path before any work is done for it; returns it as a :class:`Path`.
+
+    Its folder need not exist (:func:`compress_file` and :func:`decompress_file` create
+    it), but nothing on the way may be a file.
+
+    Args:
+        dst: The output file.
+        overwrite: Whether an existing file may be replaced.
+        extensions: Accepted suffixes (lower case, with the dot); None accepts any.
+
+    Raises:
+        ImageError: ``dst`` is a folder, exists (and not ``overwrite``), has an extension
+            not in ``extensions``, or a file stands where one of its folders should be.
+    """
+    dst = Path(dst)
+    if extensions is not None and dst.suffix.lower() not in extensions:
+        raise ImageError(
+            dst,
+            f"unsupported output extension {dst.suffix or '(none)'!r} "
+            f"(use one of {', '.join(extensions)})",
+        )
+    if dst.is_dir():
+        raise ImageError(dst, "is a folder")
+    if dst.exists() and not overwrite:
+        raise ImageError(dst, "output exists")
+    folder = next((p for p in dst.parents if p.exists()), None)
+    if folder is not None and not folder.is_dir():
+        raise ImageError(dst, f"{folder} is a file, not a folder")
+    return dst
 
 
 # --------------------------------------------------------------------------- helpers
 
 
-def _check_output(dst: str | os.PathLike[str], overwrite: bool) -> Path:
-    dst = Path(dst)
-    if dst.exists() and not overwrite:
-        raise io.ImageError(dst, "output exists (use --overwrite to replace it)")
-    if not dst.parent.is_dir():
-        raise io.ImageError(dst, f"folder {dst.parent} does not exist")
-    return dst
+def _make_folder(dst: Path) -> None:
+    try:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ImageError(
+            dst, f"cannot create the folder {dst.parent} ({err.strerror or err})"
+        ) from None
+
+
+def _codec(name: str | int) -> Codec:
+    """The codec a caller named (an unknown id is a bad argument here, not a bad file)."""
+    try:
+        return get_codec(name)
+    except ContainerError as err:
+        raise ConfigError(str(err)) from None
 
 
 def _prepare(image: ImageInput) -> tuple[np.ndarray, bytes | None, bytes | None]:
@@ -307,9 +441,9 @@ def _prepare(image: ImageInput) -> tuple[np.ndarray, bytes | None, bytes | None]
     elif isinstance(image, np.ndarray):
         array = image[:, :, None] if image.ndim == 2 else image
         if array.ndim != 3 or array.shape[2] not in (1, 2, 3, 4):
-            raise ValueError(f"expected an array H x W x C with C in 1..4, got {image.shape}")
+            raise ConfigError(f"expected an array H x W x C with C in 1..4, got {image.shape}")
         if array.dtype not in (np.uint8, np.uint16):
-            raise ValueError(f"expected a uint8 or uint16 array, got {array.dtype}")
+            raise ConfigError(f"expected a uint8 or uint16 array, got {array.dtype}")
         alpha = array[:, :, -1] if array.shape[2] in (2, 4) else None
         colour = array[:, :, :-1] if alpha is not None else array
         image = io.Image(pixels=np.ascontiguousarray(colour), alpha=alpha)
@@ -317,30 +451,55 @@ def _prepare(image: ImageInput) -> tuple[np.ndarray, bytes | None, bytes | None]
         raise TypeError(f"expected an Image, PIL image or numpy array, got {type(image).__name__}")
     pixels, alpha = image.pixels, image.alpha
     if alpha is not None and int(alpha.min()) != int(np.iinfo(alpha.dtype).max):
-        raise ValueError(".srz does not store transparency: flatten the image's alpha first")
+        raise ConfigError(".srz does not store transparency: flatten the image's alpha first")
     pixels = io.to_8bit(pixels)  # nearest 8-bit level, as for 8-bit file formats
     h, w = pixels.shape[:2]
     limit = io.max_pixels()
     if h < 1 or w < 1 or w * h > limit:
-        raise ValueError(f"image is {w}x{h}, outside 1..{limit} pixels (SUPERRES_MAX_PIXELS)")
+        raise ConfigError(f"image is {w}x{h}, outside 1..{limit} pixels (SUPERRES_MAX_PIXELS)")
     return np.ascontiguousarray(pixels), image.icc_profile, image.exif
 
 
-def _restorer(model: str | None, scale: int) -> _Restorer:
-    """``(loaded model or None, name, hash)`` of the restorer for ``scale``."""
+def choose_restorer(model: str | None, scale: int, *, device: str | None = None) -> Restorer:
+    """Load the restorer that :func:`compress` would store for ``scale``.
+
+    Args:
+        model: A name from :data:`superres.codec.models.MODELS`, or None for the default:
+            the best shipped tier with weights for ``scale`` (``codec``, ``quality``,
+            ``fast``), else ``bicubic``. Scale 1 always gets ``lanczos`` (nothing to restore).
+        scale: 1 to 4.
+        device: Torch device to load a network on (None: where it loads, the CPU).
+
+    Raises:
+        ConfigError: an unknown name, a model at scale 1, or no weights for ``scale``.
+    """
     if scale == 1:
         if model not in (None, "lanczos"):
-            raise ValueError(f"scale 1 stores the full image: there is nothing for {model!r} to do")
-        return None, "lanczos", bytes(4)
+            raise ConfigError(
+                f"scale 1 stores the full image: there is nothing for {model!r} to do"
+            )
+        return Restorer(None, "lanczos", bytes(4))
     if model is None:
         shipped = {w.name for w in zoo.shipped_weights() if w.scale == scale}
         model = next((n for n in ("codec", "quality", "fast") if n in shipped), "bicubic")
-    net, digest = models.load_restorer(model, scale)
-    return net, models.MODELS[models.model_id(model)], digest
+    ident = models.model_id(model)
+    net, digest = models.load_restorer(model, scale, device=device)
+    return Restorer(net, models.MODELS[ident], digest)
 
 
-def _downscale(pixels: np.ndarray, scale: int) -> np.ndarray:
-    """Mirror-pad to a multiple of ``scale`` and shrink by exactly ``1/scale`` (uint8)."""
+def downscale(pixels: np.ndarray, scale: int) -> np.ndarray:
+    """The LR image ``.srz`` stores: mirror-pad to a multiple of ``scale`` and shrink by
+    exactly ``1/scale`` with MATLAB bicubic (see the module docstring's geometry).
+
+    Args:
+        pixels: ``H x W x C`` uint8.
+        scale: 1 to 4 (1 returns ``pixels``).
+
+    Returns:
+        ``ceil(H / scale) x ceil(W / scale) x C`` uint8.
+    """
+    if scale == 1:
+        return pixels
     h, w, _ = pixels.shape
     lr_h, lr_w = math.ceil(h / scale), math.ceil(w / scale)
     padded = np.pad(pixels, ((0, lr_h * scale - h), (0, lr_w * scale - w), (0, 0)), "symmetric")
@@ -348,6 +507,9 @@ def _downscale(pixels: np.ndarray, scale: int) -> np.ndarray:
     lr = imresize(hr, size=(lr_h, lr_w))
     lr = lr.clamp_(0, 1).mul_(255.0).add_(0.5).floor_().to(torch.uint8)
     return np.ascontiguousarray(lr.permute(1, 2, 0).numpy())
+
+
+_downscale = downscale  # the old private name, until tests/test_shipped.py imports downscale
 
 
 def _compress_at(
@@ -358,21 +520,20 @@ def _compress_at(
     quality: int | None,
     target_bpp: float | None,
     scale: int,
-    restorer: _Restorer,
+    restorer: Restorer,
     options: dict[str, str],
 ) -> Compressed:
     """Encode at one scale, at ``quality`` or at the best quality that fits ``target_bpp``."""
     h, w, channels = pixels.shape
-    _, name, digest = restorer
-    lr = pixels if scale == 1 else _downscale(pixels, scale)
+    lr = downscale(pixels, scale)
     header = container.Header(
         width=w,
         height=h,
         channels=channels,
         scale=scale,
         codec_id=codec.codec_id,
-        model_id=models.model_id(name),
-        model_hash=digest,
+        model_id=models.model_id(restorer.name),
+        model_hash=restorer.hash,
     )
 
     def encode(q: int) -> bytes:
@@ -387,17 +548,19 @@ def _compress_at(
         data = encode(quality)
     else:
         quality, data, met = _fit(encode, codec.quality_range, lambda d: bpp(d) <= target_bpp)
-    return Compressed(data, codec.name, quality, scale, name, bpp(data), met)
+    return Compressed(data, codec.name, quality, scale, restorer.name, bpp(data), met)
 
 
-def _warn_if_missed(result: Compressed, target_bpp: float | None) -> Compressed:
-    if not result.met_target:
-        warnings.warn(
-            f"{result.codec} x{result.scale}: even quality {result.quality} needs "
-            f"{result.bpp:.4f} bpp, above the target {target_bpp}",
-            TargetBitrateWarning,
-            stacklevel=3,
-        )
+def _check_target(result: Compressed, target_bpp: float | None, allow_over: bool) -> Compressed:
+    if result.met_target:
+        return result
+    message = (
+        f"{result.codec} x{result.scale}: even quality {result.quality} needs "
+        f"{result.bpp:.4f} bpp, above the target {target_bpp} bpp"
+    )
+    if not allow_over:
+        raise TargetBitrateError(message)
+    warnings.warn(message, TargetBitrateWarning, stacklevel=4)
     return result
 
 
@@ -424,22 +587,49 @@ def _fit(
     return good, tried[good], True
 
 
-def _decode_pixels(header: container.Header, payload: bytes, net: SRModel | None) -> np.ndarray:
-    """Decode the payload and restore it to the original size."""
+def decode_pixels(
+    header: container.Header,
+    payload: bytes,
+    net: SRModel | None,
+    *,
+    device: str | torch.device | None = None,
+) -> np.ndarray:
+    """Decode a payload and restore it to the original size, as :func:`decompress` does.
+
+    Args:
+        header, payload: From :func:`superres.codec.unpack`.
+        net: The file's restorer (:func:`choose_restorer` or
+            :func:`superres.codec.models.load_restorer`); None for Lanczos.
+        device: Where ``net`` runs (None: its own device).
+
+    Returns:
+        ``H x W x C`` uint8 at the header's original size.
+
+    Raises:
+        ContainerError: the payload is corrupt or of another size than the header says.
+    """
     lr = get_codec(header.codec_id).decode(payload, header.lr_size, channels=header.channels)
     if header.scale == 1:
         return lr
-    return restore(lr, header.scale, (header.height, header.width), net)
+    return restore(lr, header.scale, (header.height, header.width), net, device=device)
 
 
-def restore(lr: np.ndarray, scale: int, size: tuple[int, int], net: SRModel | None) -> np.ndarray:
+def restore(
+    lr: np.ndarray,
+    scale: int,
+    size: tuple[int, int],
+    net: SRModel | None,
+    *,
+    device: str | torch.device | None = None,
+) -> np.ndarray:
     """Upscale a decoded ``lr`` (``h x w x C`` uint8) ``scale`` times with ``net`` (None:
-    Lanczos) and crop the padding off to ``size`` = ``(H, W)``."""
+    Lanczos) and crop the padding off to ``size`` = ``(H, W)``; ``device`` is where ``net``
+    runs (None: its own device)."""
     lr_h, lr_w, channels = lr.shape
     if net is None:
         im = PILImage.fromarray(lr[:, :, 0] if channels == 1 else lr)
         sr = np.asarray(im.resize((lr_w * scale, lr_h * scale), PILImage.Resampling.LANCZOS))
         sr = sr.reshape(lr_h * scale, lr_w * scale, channels)
     else:
-        sr, _ = engine.upscale_array(lr, net)
+        sr, _ = engine.upscale_array(lr, net, device=device)
     return np.ascontiguousarray(sr[: size[0], : size[1]])

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from superres.errors import ContainerError
+from superres.errors import ConfigError, ContainerError
 
 __all__ = ["Codec", "ContainerError", "get_codec", "list_codecs", "register_codec"]
 
@@ -40,7 +40,8 @@ class Codec(abc.ABC):
         The payload holds nothing but the image: no EXIF, ICC or other metadata.
 
         Raises:
-            ValueError: bad pixels, quality out of :attr:`quality_range`, unknown option.
+            ConfigError: quality out of :attr:`quality_range`, an unknown option or value.
+            ValueError: pixels that are not ``H x W x 1`` or ``H x W x 3`` uint8.
         """
 
     @abc.abstractmethod
@@ -64,11 +65,12 @@ class Codec(abc.ABC):
         """
 
     def check_quality(self, quality: int) -> int:
-        """``quality`` as an int, or ValueError if it is outside :attr:`quality_range`."""
+        """``quality`` as an int, or :class:`ConfigError` (a ``ValueError``) if it is outside
+        :attr:`quality_range`."""
         low, high = self.quality_range
         integer = isinstance(quality, (int, np.integer)) and not isinstance(quality, bool)
         if not integer or not low <= quality <= high:
-            raise ValueError(
+            raise ConfigError(
                 f"{self.name} quality must be an integer {low}..{high}, got {quality!r}"
             )
         return int(quality)
@@ -100,14 +102,15 @@ def get_codec(name_or_id: str | int) -> Codec:
     """The registered codec with this name (``"jpeg"``, ``"webp"``, ``"avif"``) or id.
 
     Raises:
-        ValueError: no such codec (:class:`ContainerError` for an unknown numeric id, which
-            only comes from a file).
+        ConfigError: no such name (a ``ValueError``); :class:`ContainerError` for an unknown
+            numeric id, which only comes from a file.
     """
     _builtins()
     if isinstance(name_or_id, str):
         codec = _BY_NAME.get(name_or_id.strip().lower())
         if codec is None:
-            raise ValueError(f"unknown codec {name_or_id!r} (use one of {', '.join(_BY_NAME)})")
+            known = ", ".join(list_codecs())
+            raise ConfigError(f"unknown codec {name_or_id!r} (use one of {known})")
         return codec
     codec = _BY_ID.get(int(name_or_id))
     if codec is None:

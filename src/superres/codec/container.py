@@ -1,8 +1,14 @@
-"""The ``.srz`` container: a 29-byte header, optional ICC and EXIF, then the codec payload.
+"""The ``.srz`` container: a 29-byte header, optional ICC and EXIF, the codec payload, and
+(version 2) a CRC-32 of the whole file.
 
 ``unpack`` trusts nothing: every field is checked, every length is checked against the bytes
-actually present before anything is sliced, and every failure is one
-:class:`ContainerError` with a one-line message.
+actually present before anything is sliced, the checksums are verified before any byte
+reaches a decoder, and every failure is one :class:`ContainerError` with a one-line message.
+
+Versions: 2 (written since the whole-file checksum) ends in a CRC-32 of every byte before it,
+so any damage to the header, the ICC/EXIF sections or the payload is refused (every single-bit
+flip and every burst of up to 32 bits, by the CRC's construction; other damage with
+probability 1 - 2^-32). Version 1 files (header CRC only) are still read.
 """
 
 from __future__ import annotations
@@ -16,10 +22,23 @@ from superres.codec import models
 from superres.codec.base import ContainerError, get_codec
 from superres.core import io
 
-__all__ = ["HEADER_SIZE", "MAGIC", "VERSION", "ContainerError", "Header", "pack", "unpack"]
+__all__ = [
+    "HEADER_SIZE",
+    "MAGIC",
+    "TRAILER_SIZE",
+    "VERSION",
+    "VERSIONS",
+    "ContainerError",
+    "Header",
+    "pack",
+    "unpack",
+]
 
 MAGIC = b"SRZ"
-VERSION = 1
+#: The version :func:`pack` writes.
+VERSION = 2
+#: The versions :func:`unpack` reads (1: header CRC only; 2: plus a whole-file CRC-32).
+VERSIONS = (1, 2)
 SCALES = (1, 2, 3, 4)
 FLAG_ICC = 0x01
 FLAG_EXIF = 0x02
@@ -27,6 +46,8 @@ _FIELDS = struct.Struct(">3sBIIBBBB4sBI")  # everything the CRC covers
 _CRC = struct.Struct(">I")
 _LENGTH = struct.Struct(">I")
 HEADER_SIZE = _FIELDS.size + _CRC.size  # 29
+#: Bytes after the payload in a version 2 file: the CRC-32 of everything before them.
+TRAILER_SIZE = _CRC.size
 _U32 = 0xFFFFFFFF
 
 
@@ -38,7 +59,7 @@ class Header:
 
         offset size field
              0    3 magic b"SRZ"
-             3    1 format version (1)
+             3    1 format version (2; 1 is still read)
              4    4 original width  (u32)
              8    4 original height (u32)
             12    1 channels: 1 grey, 3 RGB
@@ -51,7 +72,9 @@ class Header:
             25    4 CRC-32 of bytes 0..24
             29      [u32 length + ICC profile]  if flag bit 0
                     [u32 length + EXIF]         if flag bit 1
-                    payload (exactly to the end of the file)
+                    payload
+                  4 CRC-32 of every byte before it (version 2 only; the file
+                    ends here, so in version 1 the payload runs to the end)
 
     The payload is the image downscaled to ``lr_size`` and encoded by the codec.
 
@@ -115,15 +138,27 @@ def _check(header: Header, max_pixels: int | None) -> None:
 
 
 def pack(
-    header: Header, payload: bytes, icc: bytes | None = None, exif: bytes | None = None
+    header: Header,
+    payload: bytes,
+    icc: bytes | None = None,
+    exif: bytes | None = None,
+    *,
+    version: int = VERSION,
 ) -> bytes:
     """The ``.srz`` bytes of ``header``, optional ICC profile and EXIF, and ``payload``.
 
     Empty ``icc``/``exif`` are left out like None.
 
+    Args:
+        version: Format version to write: :data:`VERSION` (with the whole-file CRC-32), or 1
+            for readers that predate it (no protection of metadata and payload).
+
     Raises:
-        ContainerError: the header is invalid, or the payload is empty or over 4 GiB.
+        ContainerError: the header is invalid, the payload is empty or over 4 GiB, or the
+            version is not one of :data:`VERSIONS`.
     """
+    if version not in VERSIONS or isinstance(version, bool):
+        raise ContainerError(f"cannot write .srz version {version!r} (known: {VERSIONS})")
     _check(header, max_pixels=_U32 * _U32)  # the reader's pixel limit is its own business
     if not payload or len(payload) > _U32:
         raise ContainerError(f"payload of {len(payload)} bytes (expected 1 to {_U32})")
@@ -136,7 +171,7 @@ def pack(
             sections += _LENGTH.pack(len(section)) + section
     fields = _FIELDS.pack(
         MAGIC,
-        VERSION,
+        version,
         header.width,
         header.height,
         header.channels,
@@ -147,13 +182,21 @@ def pack(
         flags,
         len(payload),
     )
-    return fields + _CRC.pack(zlib.crc32(fields)) + sections + payload
+    data = fields + _CRC.pack(zlib.crc32(fields)) + sections + bytes(payload)
+    if version >= 2:
+        data += _CRC.pack(zlib.crc32(data))
+    return data
 
 
 def unpack(
     data: bytes, *, max_pixels: int | None = None
 ) -> tuple[Header, bytes, bytes | None, bytes | None]:
-    """Parse and validate ``.srz`` bytes.
+    """Parse and validate ``.srz`` bytes (any of :data:`VERSIONS`).
+
+    The checks run from the cheapest and most specific to the whole-file checksum: magic,
+    version, header CRC, fields, section and payload lengths, then (version 2) the CRC-32
+    of the whole file, so that a truncated file says so and damage anywhere else is a
+    checksum mismatch. Nothing is returned, so nothing is decoded, unless all of them pass.
 
     Args:
         data: The whole file.
@@ -163,8 +206,8 @@ def unpack(
         ``(header, payload, icc, exif)``; ``icc``/``exif`` are None when absent.
 
     Raises:
-        ContainerError: truncated data, bad magic, version or CRC, an invalid or unknown
-            field, reserved flag bits, or lengths that do not add up to the file size.
+        ContainerError: truncated data, bad magic, version or checksum, an invalid or
+            unknown field, reserved flag bits, or lengths that do not add up to the file size.
     """
     data = bytes(data)
     if len(data) < HEADER_SIZE:
@@ -177,8 +220,9 @@ def unpack(
     )
     if magic != MAGIC:
         raise ContainerError("not an .srz file (bad magic)")
-    if version != VERSION:
-        raise ContainerError(f"unsupported .srz version {version} (this reader knows {VERSION})")
+    if version not in VERSIONS:
+        known = ", ".join(map(str, VERSIONS))
+        raise ContainerError(f"unsupported .srz version {version} (this reader knows {known})")
     (crc,) = _CRC.unpack_from(data, _FIELDS.size)
     if crc != zlib.crc32(fields):
         raise ContainerError("header checksum mismatch (corrupt file)")
@@ -186,30 +230,39 @@ def unpack(
         raise ContainerError(f"unknown flag bits 0x{flags:02x}")
     header = Header(w, h, channels, scale, codec_id, model_id, model_hash)
     _check(header, max_pixels)
+    trailer = TRAILER_SIZE if version >= 2 else 0
+    end = len(data) - trailer  # where the payload must end
     offset = HEADER_SIZE
     sections: list[bytes | None] = []
     for flag, what in ((FLAG_ICC, "ICC"), (FLAG_EXIF, "EXIF")):
         if not flags & flag:
             sections.append(None)
             continue
-        if len(data) - offset < _LENGTH.size:
+        if end - offset < _LENGTH.size:
             raise ContainerError(f"truncated {what} section length")
         (size,) = _LENGTH.unpack_from(data, offset)
         offset += _LENGTH.size
         if size == 0:
             raise ContainerError(f"empty {what} section")
-        if size > len(data) - offset:
+        if size > end - offset:
             raise ContainerError(
                 f"{what} section of {size} bytes runs past the end of the file "
-                f"({len(data) - offset} bytes left)"
+                f"({max(0, end - offset)} bytes left)"
             )
         sections.append(data[offset : offset + size])
         offset += size
-    left = len(data) - offset
+    left = end - offset
     if length == 0:
         raise ContainerError("empty payload")
     if length > left:
-        raise ContainerError(f"truncated payload ({left} of {length} bytes)")
+        raise ContainerError(f"truncated payload ({max(0, left)} of {length} bytes)")
     if length < left:
         raise ContainerError(f"{left - length} trailing bytes after the payload")
-    return header, data[offset:], sections[0], sections[1]
+    if trailer:
+        (stored,) = _CRC.unpack_from(data, end)
+        actual = zlib.crc32(memoryview(data)[:end])
+        if stored != actual:
+            raise ContainerError(
+                f"file checksum mismatch (corrupt file: CRC-32 {actual:08x}, stored {stored:08x})"
+            )
+    return header, data[offset:end], sections[0], sections[1]

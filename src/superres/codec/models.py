@@ -22,8 +22,10 @@ import sys
 from typing import TYPE_CHECKING
 
 from superres.codec.base import ContainerError
+from superres.errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
+    import torch
     from torch import nn
 
     from superres.models import SRModel
@@ -45,12 +47,12 @@ def model_id(name_or_id: str | int) -> int:
     """The id of a restoration model given by name or id.
 
     Raises:
-        ValueError: not in :data:`MODELS`.
+        ConfigError: not in :data:`MODELS` (a ``ValueError``).
     """
     found = _IDS.get(name_or_id) if isinstance(name_or_id, str) else name_or_id
     if found not in MODELS or isinstance(found, bool):
         known = ", ".join(MODELS.values())
-        raise ValueError(f"unknown restoration model {name_or_id!r} (use one of {known})")
+        raise ConfigError(f"unknown restoration model {name_or_id!r} (use one of {known})")
     return int(found)
 
 
@@ -101,42 +103,51 @@ def load_restorer(
     scale: int,
     *,
     expected_hash: bytes | None = None,
-    device: str | None = None,
+    device: str | torch.device | None = None,
 ) -> tuple[SRModel | None, bytes]:
     """Load the restoration model of a file (or about to be written to one).
+
+    Weights come from :func:`superres.weights.zoo.resolve` (the shipped models and the
+    parameter-free ``bicubic``); the model returned is the caller's own copy.
 
     Args:
         model: Name or id from :data:`MODELS`.
         scale: The file's scale.
         expected_hash: The hash stored in a file being decoded: the installed model must
             match it. None when encoding.
-        device: Torch device for a network (None: automatic).
+        device: Torch device to move a network to (None: where it loads, the CPU).
 
     Returns:
         ``(model, hash)``: the loaded :class:`~superres.models.SRModel` (None for id 0,
         Lanczos or no restoration) and the 4-byte hash to store in the header.
 
     Raises:
-        ValueError: (encoding) the model has no weights for ``scale`` in this installation.
+        ConfigError: (encoding) an unknown name, or no weights for ``scale`` in this
+            installation.
         ContainerError: (decoding) the model is missing or its hash differs.
+        DeviceError: ``device`` is unknown or not available.
     """
     ident = model_id(model)
     name = MODELS[ident]
     if ident == LANCZOS:
         net, digest = None, bytes(4)
     else:
-        from superres.api import load_model
+        from superres.weights import zoo
 
         try:
-            net = load_model(name, scale=scale, device=device)
+            net = zoo.resolve(name, scale)
         except ValueError as err:
             if expected_hash is None:
-                raise ValueError(f"restoration model {name!r} x{scale}: {err}") from None
+                raise ConfigError(f"restoration model {name!r} x{scale}: {err}") from None
             raise ContainerError(
                 f"file was compressed with model {name!r} x{scale} (hash "
                 f"{expected_hash.hex()}), this installation has no such weights ({err})"
             ) from None
         digest = model_hash(net)
+        if device is not None:
+            from superres.inference import engine
+
+            net = net.to(engine.select_device(device))
     if expected_hash is not None and digest != expected_hash:
         raise ContainerError(
             f"file was compressed with model {name!r} x{scale} (hash {expected_hash.hex()}), "

@@ -14,6 +14,10 @@ decoders assume YCbCr for three components without it). Settings:
 
 Decoders accept only their own format, check the size from the header against the expected
 size before decoding any pixel, and turn every Pillow failure into :class:`ContainerError`.
+They touch no Pillow global (the decompression-bomb limit is left alone: the expected size,
+which the container checked against its own limit, is what bounds the work; only WebP's
+plugin still applies Pillow's limit, see :func:`_open`), so any number of threads may decode
+at once.
 """
 
 from __future__ import annotations
@@ -24,9 +28,9 @@ from typing import Any
 
 import numpy as np
 from PIL import Image as PILImage
-from PIL import ImageFile
 
 from superres.codec.base import Codec, ContainerError, register_codec
+from superres.errors import ConfigError
 
 __all__ = ["AvifCodec", "JpegCodec", "WebpCodec"]
 
@@ -45,10 +49,10 @@ def _to_pil(pixels: np.ndarray) -> PILImage.Image:
 def _options(codec: str, options: dict[str, Any], allowed: tuple[str, ...]) -> None:
     unknown = sorted(set(options) - set(allowed))
     if unknown:
-        raise ValueError(f"{codec} has no option {', '.join(unknown)}")
+        raise ConfigError(f"{codec} has no option {', '.join(unknown)}")
     subsampling = options.get("subsampling")
     if subsampling is not None and subsampling not in _SUBSAMPLINGS:
-        raise ValueError(
+        raise ConfigError(
             f"{codec} subsampling must be one of {', '.join(_SUBSAMPLINGS)}, got {subsampling!r}"
         )
 
@@ -64,22 +68,45 @@ def _describe(err: BaseException) -> str:
     return text.splitlines()[0][:200]
 
 
+def _open(fmt: str, data: bytes) -> PILImage.Image:
+    """Open ``data`` as ``fmt`` only, reading its header but no pixel.
+
+    What ``PIL.Image.open(..., formats=[fmt])`` does, less its decompression-bomb check:
+    the caller checks the size against its own limit, and the check cannot be switched off
+    per call without changing ``PIL.Image.MAX_IMAGE_PIXELS`` for every thread. (WebP's
+    plugin runs the check itself, error-only, at twice the limit: a WebP payload over
+    that, 179 M pixels by default, is refused unless the process raises the limit.)
+    """
+    if fmt not in PILImage.OPEN:
+        PILImage.init()
+    factory, accept = PILImage.OPEN[fmt]
+    verdict = True if accept is None else accept(data[:16])
+    if not verdict or isinstance(verdict, str):  # a str says why Pillow cannot open it
+        raise ContainerError(verdict if isinstance(verdict, str) else f"not a {fmt} stream")
+    return factory(io.BytesIO(data), "")
+
+
 def _decode(
     name: str, fmt: str, data: bytes, expected_size: tuple[int, int], channels: int | None
 ) -> np.ndarray:
-    """Open ``data`` as ``fmt`` only, check its size, then decode and convert it."""
+    """Open ``data`` as ``fmt`` only, check its size, then decode and convert it.
+
+    Thread-safe: no Pillow global is read-modified-written (truncated data is an error as
+    long as the process keeps ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES`` at its default False).
+    """
     if channels not in (None, 1, 3):
         raise ValueError(f"channels must be 1, 3 or None, got {channels!r}")
     height, width = (int(v) for v in expected_size)
-    pillow_limit = PILImage.MAX_IMAGE_PIXELS
-    truncated = ImageFile.LOAD_TRUNCATED_IMAGES
-    PILImage.MAX_IMAGE_PIXELS = None  # the caller validated expected_size against its limit
-    ImageFile.LOAD_TRUNCATED_IMAGES = False
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
-                im = PILImage.open(io.BytesIO(data), formats=[fmt])
+                im = _open(fmt, bytes(data))
+            except PILImage.DecompressionBombError:  # (WebP's plugin checks it itself)
+                raise ContainerError(
+                    f"{name} payload is over Pillow's decompression-bomb limit "
+                    f"(PIL.Image.MAX_IMAGE_PIXELS = {PILImage.MAX_IMAGE_PIXELS})"
+                ) from None
             except Exception as err:  # any Pillow failure on untrusted bytes
                 raise ContainerError(
                     f"{name} payload is not a valid {fmt} image ({_describe(err)})"
@@ -97,9 +124,6 @@ def _decode(
         raise
     except Exception as err:  # truncated/corrupt data, MemoryError...: never escape as is
         raise ContainerError(f"{name} payload is corrupt ({_describe(err)})") from None
-    finally:
-        PILImage.MAX_IMAGE_PIXELS = pillow_limit
-        ImageFile.LOAD_TRUNCATED_IMAGES = truncated
     return np.ascontiguousarray(pixels.reshape(height, width, -1))
 
 
@@ -148,7 +172,7 @@ class WebpCodec(Codec):
         """Encode; ``subsampling`` may only be ``"4:2:0"`` (WebP has nothing else)."""
         _options(self.name, options, ("subsampling",))
         if options.get("subsampling") not in (None, "4:2:0"):
-            raise ValueError("webp is always 4:2:0; use jpeg or avif for 4:4:4")
+            raise ConfigError("webp is always 4:2:0; use jpeg or avif for 4:4:4")
         im = _to_pil(pixels)
         quality = self.check_quality(quality)
         return _save(im.convert("RGB"), "WEBP", quality=quality, method=6, lossless=False)

@@ -31,24 +31,37 @@ from superres.codec import api, container, models
 from superres.codec.base import get_codec
 from superres.core import io
 from superres.core.metrics import ms_ssim, psnr_rgb
+from superres.errors import ConfigError
 
 __all__ = [
     "DEFAULT_QUALITIES",
     "Curve",
     "RDPoint",
     "bd_rate",
+    "default_qualities",
     "load_images",
     "pareto_front",
     "rd_curve",
     "to_compressai",
 ]
 
-#: Default quality points per codec: dense where the bitrates of interest (< 1 bpp) are.
+#: Default quality points of the built-in codecs: dense where the bitrates of interest
+#: (< 1 bpp) are. Other registered codecs get :func:`default_qualities`' even spread.
 DEFAULT_QUALITIES: dict[str, tuple[int, ...]] = {
     "jpeg": (3, 5, 8, 10, 12, 15, 20, 25, 30, 40, 50, 60, 75, 90),
     "webp": (0, 5, 10, 15, 20, 25, 30, 40, 50, 60, 70, 80, 90),
     "avif": (0, 10, 20, 30, 40, 50, 55, 60, 65, 70, 75, 80, 90),
 }
+
+
+def default_qualities(codec: str) -> tuple[int, ...]:
+    """The quality points :func:`rd_curve` measures by default for a registered codec:
+    :data:`DEFAULT_QUALITIES`, or 13 points spread evenly over its quality range."""
+    chosen = get_codec(codec)
+    if chosen.name in DEFAULT_QUALITIES:
+        return DEFAULT_QUALITIES[chosen.name]
+    low, high = chosen.quality_range
+    return tuple(dict.fromkeys(round(q) for q in np.linspace(low, high, 13)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,7 +99,15 @@ class Curve:
 
 def load_images(folder: str | Path) -> list[tuple[str, np.ndarray]]:
     """``(name, H x W x 3 uint8)`` of every image in ``folder`` (grey becomes RGB, 16-bit is
-    rounded to 8, alpha is dropped: :func:`superres.core.degrade.load_hr`)."""
+    rounded to 8, alpha is dropped: :func:`superres.core.degrade.load_hr`).
+
+    Every image is read before any is measured, and one that cannot be read stops the
+    whole measurement (an average over fewer images would not be the folder's).
+
+    Raises:
+        FolderError: ``folder`` is not a folder or holds no image.
+        ImageError: an image cannot be read (the message names it).
+    """
     from superres.core.degrade import list_images, load_hr
 
     return [(path.name, load_hr(path)) for path in list_images(folder)]
@@ -107,36 +128,43 @@ def rd_curve(
         images: From :func:`load_images` (RGB uint8).
         codec: Codec name.
         scale: 1 (the codec at full resolution) or 2..4.
-        qualities: Codec qualities (default :data:`DEFAULT_QUALITIES`).
+        qualities: Codec qualities (default :func:`default_qualities`).
         model: Restorer name for scale > 1 (default: as :func:`~superres.codec.compress`).
         progress: Called with ``(done, total)`` after every encode/decode.
+
+    Raises:
+        ConfigError: an unknown codec or model, a quality out of range, no images, or an
+            image smaller than 161 pixels a side (MS-SSIM's five scales); checked before
+            anything is measured. All are ``ValueError`` s.
     """
     chosen = get_codec(codec)
-    qualities = tuple(qualities or DEFAULT_QUALITIES[chosen.name])
+    qualities = tuple(qualities or default_qualities(chosen.name))
     for q in qualities:
         chosen.check_quality(q)
     if not images:
-        raise ValueError("no images to measure")
-    net, name, digest = api._restorer(model if scale > 1 else None, scale)
+        raise ConfigError("no images to measure")
+    for image_name, pixels in images:
+        h, w = pixels.shape[:2]
+        if min(h, w) < 161:
+            raise ConfigError(f"{image_name} is {w}x{h}: MS-SSIM needs at least 161 pixels a side")
+    restorer = api.choose_restorer(model if scale > 1 else None, scale)
     rows = np.zeros((len(qualities), 5))  # bpp, psnr, ms-ssim, enc time, dec time
     total, done = len(images) * len(qualities), 0
-    for image_name, pixels in images:
+    for _, pixels in images:
         h, w, channels = pixels.shape
-        if min(h, w) < 161:
-            raise ValueError(f"{image_name} is {w}x{h}: MS-SSIM needs at least 161 pixels a side")
         header = container.Header(
             width=w, height=h, channels=channels, scale=scale, codec_id=chosen.codec_id,
-            model_id=models.model_id(name), model_hash=digest,
+            model_id=models.model_id(restorer.name), model_hash=restorer.hash,
         )  # fmt: skip
         start = time.perf_counter()
-        lr = pixels if scale == 1 else api._downscale(pixels, scale)
+        lr = api.downscale(pixels, scale)
         downscale_time = time.perf_counter() - start
         for i, q in enumerate(qualities):
             start = time.perf_counter()
             data = container.pack(header, chosen.encode(lr, q))
             encoded = time.perf_counter()
             parsed, payload, _, _ = container.unpack(data, max_pixels=h * w)
-            decoded = api._decode_pixels(parsed, payload, net)
+            decoded = api.decode_pixels(parsed, payload, restorer.net)
             finished = time.perf_counter()
             rows[i] += (
                 len(data) * 8 / (h * w),
@@ -150,7 +178,7 @@ def rd_curve(
                 progress(done, total)
     rows /= len(images)
     points = tuple(RDPoint(q, *map(float, row)) for q, row in zip(qualities, rows, strict=True))
-    return Curve(chosen.name, scale, name, points)
+    return Curve(chosen.name, scale, restorer.name, points)
 
 
 def pareto_front(curves: Sequence[Curve]) -> Curve:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import sys
+from collections.abc import Iterator
 
 from superres.apps.cli.common import (
     EXIT_FAILED,
@@ -12,14 +12,43 @@ from superres.apps.cli.common import (
     add_threads,
     error,
     positive_float,
+    warning,
 )
 
-__all__ = ["add_parser", "run"]
+__all__ = ["CodecChoices", "add_parser", "run"]
 
 EPILOG = """\
 examples:
   superres compress photo.png -o photo.srz --quality 40
-  superres compress photo.png -o photo.srz --target-bpp 0.3 --scale auto
+  superres compress photo.png -o out/photo.srz --codec webp --target-bpp 0.3 --scale auto
+  superres compress photo.png -o photo.srz --target-bpp 0.1 --scale 2 --allow-over
+"""
+
+
+class CodecChoices:
+    """The names of the registered codecs (:func:`superres.codec.list_codecs`), as argparse
+    ``choices``: read from the registry only when a value is checked or help is printed,
+    so building the parser imports no codec (nor torch)."""
+
+    def _names(self) -> list[str]:
+        from superres.codec.base import list_codecs
+
+        return list_codecs()
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
+
+
+DESCRIPTION = """\
+Compress an image to .srz: encode it with a codec (at a reduced size for --scale > 1)
+and record the model that restores it on decompression.
+
+Exactly one of --quality or --target-bpp is required. Defaults: --codec jpeg,
+--scale 1, --model the best shipped for the scale, --subsampling 4:2:0. The output's
+folder is created if needed; nothing is written if compression fails.
 """
 
 
@@ -34,20 +63,23 @@ def _scale_arg(text: str) -> int | str:
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     co = subparsers.add_parser(
         "compress", help="compress an image to .srz (codec + super-resolution)",
-        description="Compress an image to .srz: encode it with a codec (at a reduced size "
-                    "for --scale > 1) and record the model that restores it. Give exactly one "
-                    "of --quality or --target-bpp.",
+        description=DESCRIPTION,
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
     co.add_argument("input", metavar="INPUT", help="image file")
     co.add_argument("-o", "--output", required=True, help="output .srz file")
-    co.add_argument("--codec", "-c", default="jpeg", choices=("jpeg", "webp", "avif"),
-                    help="codec of the payload (default jpeg)")  # fmt: skip
+    co.add_argument("--codec", "-c", default="jpeg", choices=CodecChoices(), metavar="CODEC",
+                    help="codec of the payload: %(choices)s (default %(default)s)")  # fmt: skip
     co.add_argument("--quality", type=int, default=None, metavar="Q",
-                    help="codec quality (this or --target-bpp is required)")  # fmt: skip
+                    help="codec quality, e.g. 1-100 for jpeg (this or --target-bpp is "
+                         "required)")  # fmt: skip
     co.add_argument("--target-bpp", type=positive_float, default=None, metavar="B",
                     help="highest quality whose whole file fits B bits per pixel "
-                         "(this or --quality is required)")  # fmt: skip
+                         "(this or --quality is required); a target even the lowest "
+                         "quality misses is an error unless --allow-over")  # fmt: skip
+    co.add_argument("--allow-over", action="store_true",
+                    help="with --target-bpp: when even the lowest quality is over the target, "
+                         "write it anyway (a warning, exit 0)")  # fmt: skip
     co.add_argument("--scale", "-s", type=_scale_arg, default=1,
                     help="1 (plain codec, the default), 2, 3, 4 or auto (best PSNR at the "
                          "target; needs --target-bpp)")  # fmt: skip
@@ -56,6 +88,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                          "(default: the best shipped for the scale)")  # fmt: skip
     co.add_argument("--subsampling", choices=("4:2:0", "4:4:4"), default=None,
                     help="chroma subsampling for jpeg/avif (default 4:2:0)")  # fmt: skip
+    co.add_argument("--device", default=None,
+                    help="where --scale auto runs the restorer to score each scale: cpu, "
+                         "cuda, cuda:N or mps (default: automatic)")  # fmt: skip
     co.add_argument("--overwrite", action="store_true", help="replace an existing output")
     add_threads(co)
     co.add_argument("--quiet", "-q", action="store_true", help="print nothing on success")
@@ -67,14 +102,16 @@ def run(args: argparse.Namespace) -> int:
     import warnings
 
     from superres import codec
-    from superres.core import io
+    from superres.errors import SuperresError
     from superres.inference import engine
 
-    engine.set_threads(args.threads)
     if (args.quality is None) == (args.target_bpp is None):
         raise UsageError("give exactly one of --quality Q or --target-bpp B")
     if args.scale == "auto" and args.target_bpp is None:
         raise UsageError("--scale auto needs --target-bpp")
+    if args.allow_over and args.target_bpp is None:
+        raise UsageError("--allow-over goes with --target-bpp")
+    engine.set_threads(args.threads)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", codec.TargetBitrateWarning)
         try:
@@ -82,16 +119,19 @@ def run(args: argparse.Namespace) -> int:
                 args.input, args.output, codec=args.codec, quality=args.quality,
                 target_bpp=args.target_bpp, scale=args.scale, model=args.model,
                 subsampling=args.subsampling, overwrite=args.overwrite,
+                allow_over=args.allow_over, device=args.device,
             )  # fmt: skip
-        except io.ImageError as err:
-            error(str(err))
+        except codec.TargetBitrateError as err:
+            error(f"{err} (--allow-over writes it anyway)")
             return EXIT_FAILED
-        except ValueError as err:  # bad settings for this image (alpha, model, ...)
-            error(f"{args.input}: {' '.join(str(err).split())}")
+        except SuperresError:
+            raise  # main prints it as one line
+        except ValueError as err:  # anything else about these settings for this image
+            error(f"{args.input}: {err}")
             return EXIT_FAILED
-    for warning in caught:
-        if issubclass(warning.category, codec.TargetBitrateWarning):
-            print(f"superres: warning: {warning.message}", file=sys.stderr)
+    for caught_warning in caught:
+        if issubclass(caught_warning.category, codec.TargetBitrateWarning):
+            warning(caught_warning.message)
     if not args.quiet:
         model = f", restored by {result.model}" if result.scale > 1 else ""
         print(

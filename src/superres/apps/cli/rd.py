@@ -7,12 +7,24 @@ import json
 from pathlib import Path
 
 from superres.apps.cli.common import EXIT_OK, UsageError, add_threads, progress_enabled
+from superres.apps.cli.compress import CodecChoices
 
 __all__ = ["add_parser", "run"]
 
 EPILOG = """\
-example:
+examples:
   superres rd --data Kodak24 --codec jpeg --scales 1,2 --json rd.json --plot rd.png
+  superres rd --data Kodak24 --codec webp --scales 2,4 --models codec,lanczos --bpp-window 0.1,0.3
+"""
+
+
+DESCRIPTION = """\
+Encode every image of a folder at a range of qualities and scales, and print PSNR and
+MS-SSIM against bits per pixel, with the BD-rate of each curve against the codec at
+full resolution.
+
+Every image is read before any is measured: one that cannot be read stops the run with
+a one-line error naming it (an average over fewer images would not be the folder's).
 """
 
 
@@ -38,14 +50,12 @@ def _window(text: str) -> tuple[float, float]:
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     rdp = subparsers.add_parser(
         "rd", help="rate-distortion curves and BD-rate of .srz on a folder",
-        description="Encode every image of a folder at a range of qualities and scales, and "
-                    "print PSNR/MS-SSIM against bits per pixel with the BD-rate of each curve "
-                    "against the full-resolution codec.",
+        description=DESCRIPTION,
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
     rdp.add_argument("--data", required=True, metavar="DIR", help="folder of images (Kodak24)")
-    rdp.add_argument("--codec", "-c", default="jpeg", choices=("jpeg", "webp", "avif"),
-                     help="codec (default jpeg)")  # fmt: skip
+    rdp.add_argument("--codec", "-c", default="jpeg", choices=CodecChoices(), metavar="CODEC",
+                     help="codec: %(choices)s (default %(default)s)")  # fmt: skip
     rdp.add_argument("--scales", type=_int_list, default=[1, 2, 4],
                      help="comma-separated scales; 1 (full size) is the reference "
                           "(default 1,2,4)")  # fmt: skip
