@@ -247,7 +247,7 @@ def test_q_is_quiet_everywhere(tmp_path, capsys):
     assert main(["compress", str(src), "-o", str(tmp_path / "b.srz"), "-q", "50"]) == 2
     assert "unrecognized arguments: 50" in one_error(capsys)
     assert not (tmp_path / "b.srz").exists()
-    for command in ("upscale", "eval", "compress", "decompress", "rd", "export", "bench"):
+    for command in ("upscale", "eval", "compress", "decompress", "rd", "export", "bench", "train"):
         parser = _subparser(command)
         quiet = [a for a in parser._actions if "-q" in a.option_strings]
         assert [a.dest for a in quiet] == ["quiet"], command
@@ -286,7 +286,8 @@ def _subparser(command: str) -> argparse.ArgumentParser:
 
 
 @pytest.mark.parametrize(
-    "command", ["upscale", "eval", "compress", "decompress", "rd", "export", "bench", "models"]
+    "command",
+    ["upscale", "eval", "compress", "decompress", "rd", "export", "bench", "models", "train"],
 )
 def test_every_subcommand_help_has_an_example(command):
     text = _subparser(command).format_help()

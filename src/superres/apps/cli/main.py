@@ -14,31 +14,14 @@ import sys
 from collections.abc import Sequence
 
 from superres import __version__
-from superres.apps.cli import bench, compress, decompress, export, models, rd, upscale
+from superres.apps.cli import bench, compress, decompress, export, models, rd, train, upscale
 from superres.apps.cli import eval as evaluate
 from superres.apps.cli.common import EXIT_FAILED, EXIT_USAGE, Parser, UsageError, error
 
 __all__ = ["build_parser", "main"]
 
-#: The subcommands, in the order ``--help`` lists them (``train`` comes last).
-COMMANDS = (upscale, evaluate, compress, decompress, rd, export, bench, models)
-
-
-def _add_train(subparsers: argparse._SubParsersAction) -> None:
-    """``superres train``: from its own module once it exists, else from the training loop."""
-    import importlib
-    import importlib.util
-
-    if importlib.util.find_spec("superres.apps.cli.train") is not None:
-        importlib.import_module("superres.apps.cli.train").add_parser(subparsers)
-        return
-    from superres.training import loop as train  # the registration before the CLI split
-
-    if not hasattr(train, "add_arguments"):  # mid-move: the loop no longer parses options
-        return
-    tr = subparsers.add_parser("train", help="train a model from a YAML config (torchrun for DDP)")
-    train.add_arguments(tr)
-    tr.set_defaults(func=train.run_cli)
+#: The subcommands, in the order ``--help`` lists them.
+COMMANDS = (upscale, evaluate, compress, decompress, rd, export, bench, models, train)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,7 +33,6 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         command.add_parser(subparsers)
-    _add_train(subparsers)
     return parser
 
 
