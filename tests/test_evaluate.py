@@ -61,3 +61,30 @@ def test_eval_rejects_a_missing_folder(tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "nope" in err[0] and "not a folder" in err[0]
+
+
+def test_two_folders_of_the_same_name_keep_their_own_results(tmp_path):
+    """``a/Set5`` and ``b/Set5`` used to overwrite each other's entry under ``Set5``."""
+    from PIL import Image
+
+    for sub, value in (("a", 40), ("b", 200)):
+        folder = tmp_path / sub / "Set5"
+        folder.mkdir(parents=True)
+        Image.new("RGB", (32, 32), (value, value // 2, 10)).save(folder / "x.png")
+    result = superres.evaluate("bicubic", [tmp_path / "a" / "Set5", tmp_path / "b" / "Set5"], 2)
+    assert sorted(result.datasets) == ["a/Set5", "b/Set5"]
+    assert all(r.images == 1 for r in result.datasets.values())
+    twice = superres.evaluate("bicubic", [tmp_path / "a" / "Set5"] * 2, 2)
+    assert sorted(twice.datasets) == ["Set5", "Set5 (2)"]
+
+
+def test_a_corrupt_benchmark_image_is_one_line(tmp_path, capsys):
+    folder = tmp_path / "bench"
+    folder.mkdir()
+    from PIL import Image
+
+    Image.new("RGB", (32, 32), (90, 90, 90)).save(folder / "a.png")
+    (folder / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 30)
+    code = main(["eval", "--data", str(folder), "-m", "bicubic", "--scale", "2", "-q"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and "\n" not in err and "b.png" in err, err

@@ -114,3 +114,20 @@ def test_modcrop_and_errors():
         psnr(torch.zeros(3, 8, 8), torch.zeros(3, 8, 9))
     with pytest.raises(ValueError, match="too small"):
         psnr(torch.zeros(3, 8, 8), torch.zeros(3, 8, 8), crop=4)
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64, np.uint32, np.int16, bool])
+def test_integer_arrays_other_than_uint8_uint16_are_refused(dtype):
+    """An int32 image (0..255) used to be scored as if it were in [0, 1]: now refused."""
+    a = np.full((16, 16, 3), 200).astype(dtype)
+    with pytest.raises(TypeError, match=f"unsupported array dtype {np.dtype(dtype)}"):
+        psnr(a, a)
+
+
+def test_uint16_tensors_and_arrays_are_scaled_alike():
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 65536, (20, 20, 3), dtype=np.uint16)
+    b = np.clip(a.astype(np.int64) + 300, 0, 65535).astype(np.uint16)
+    as_tensor = psnr(torch.from_numpy(a).permute(2, 0, 1), torch.from_numpy(b).permute(2, 0, 1))
+    assert as_tensor == pytest.approx(psnr(a, b), abs=1e-9)
+    assert 40 < psnr(a, b) < 60  # 300/65535 of error, not 300 on a [0, 1] scale

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from superres.core.io import read_image, to_8bit
-from superres.core.resize import imresize, quantize
+from superres.core.resize import imresize, quantize, to_levels
 from superres.errors import FolderError, ImageError
 
 __all__ = [
@@ -95,8 +95,8 @@ def make_lr(hr: Tensor, scale: int) -> Tensor:
 def make_lr_array(hr: np.ndarray, scale: int) -> np.ndarray:
     """LR of a modcropped ``H x W x C`` uint8 HR image: ``make_lr`` on the 8-bit grid."""
     x = torch.from_numpy(np.ascontiguousarray(hr.transpose(2, 0, 1))).float() / 255
-    lr = make_lr(x, scale)
-    return np.ascontiguousarray((lr * 255).round().to(torch.uint8).numpy().transpose(1, 2, 0))
+    lr = to_levels(imresize(x, 1.0 / scale)).to(torch.uint8)
+    return np.ascontiguousarray(lr.numpy().transpose(1, 2, 0))
 
 
 def dihedral(image: np.ndarray, transform: int) -> np.ndarray:

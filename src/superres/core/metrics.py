@@ -29,10 +29,22 @@ _Y_WEIGHTS = (65.481, 128.553, 24.966)
 
 
 def to_tensor(image: Tensor | np.ndarray) -> Tensor:
-    """Return ``image`` as a float64 tensor ``(N, C, H, W)`` in [0, 1]."""
+    """Return ``image`` as a float64 tensor ``(N, C, H, W)`` in [0, 1].
+
+    uint8 and uint16 inputs are scaled by 1/255 and 1/65535; float inputs are taken as they
+    are. Other integer types (int32, int64, uint32, bool...) are refused: scoring them as if
+    they were in [0, 1] would give meaningless figures.
+
+    Raises:
+        TypeError: an unsupported dtype.
+    """
     if isinstance(image, np.ndarray):
-        peak = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(image.dtype, 1.0)
-        array = image.astype(np.float64) / peak
+        peaks = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
+        if image.dtype not in peaks and not np.issubdtype(image.dtype, np.floating):
+            raise TypeError(
+                f"unsupported array dtype {image.dtype}: give uint8, uint16 or float in [0, 1]"
+            )
+        array = image.astype(np.float64) / peaks.get(image.dtype, 1.0)
         if array.ndim == 2:
             array = array[:, :, None]
         if array.ndim != 3:
@@ -42,8 +54,12 @@ def to_tensor(image: Tensor | np.ndarray) -> Tensor:
         tensor = image.detach().to("cpu")
         if tensor.dtype == torch.uint8:
             tensor = tensor.double() / 255.0
+        elif tensor.dtype == torch.uint16:
+            tensor = tensor.double() / 65535.0
         elif not tensor.is_floating_point():
-            raise ValueError(f"unsupported tensor dtype {tensor.dtype}")
+            raise TypeError(
+                f"unsupported tensor dtype {tensor.dtype}: give uint8, uint16 or float in [0, 1]"
+            )
         tensor = tensor.double()
     else:
         raise TypeError(f"expected a tensor or numpy array, got {type(image).__name__}")

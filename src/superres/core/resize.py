@@ -25,7 +25,7 @@ from functools import lru_cache
 import torch
 from torch import Tensor
 
-__all__ = ["cubic", "imresize", "quantize", "resize_weights"]
+__all__ = ["cubic", "imresize", "quantize", "resize_weights", "to_levels"]
 
 # Above this many entries the dense (out x in) weight matrix is replaced by a gather.
 _DENSE_LIMIT = 1 << 22
@@ -159,11 +159,19 @@ def imresize(
     return x
 
 
-def quantize(x: Tensor, bits: int = 8) -> Tensor:
-    """Round a [0, 1] tensor to the grid of an unsigned ``bits``-bit image, as MATLAB does.
+def to_levels(x: Tensor, bits: int = 8) -> Tensor:
+    """The integer levels ``0 .. 2**bits - 1`` of a [0, 1] float tensor, as MATLAB converts to
+    ``uint8``/``uint16``: clamped, rounded half up. The one rounding of the project (evaluation,
+    LR synthesis and the pixels the inference engine writes all go through it).
 
-    Values are clamped to [0, 1] and rounded half away from zero (MATLAB's ``uint8``
-    conversion), then mapped back to [0, 1].
+    Returns a float tensor holding whole numbers (``.to(torch.uint8)`` is exact).
     """
     peak = float((1 << bits) - 1)
-    return torch.floor(x.clamp(0, 1) * peak + 0.5) / peak
+    # floor(clamp(x * peak + 0.5, 0, peak)) equals floor(clamp(x, 0, 1) * peak + 0.5)
+    return (x * peak).add_(0.5).clamp_(0, peak).floor_()
+
+
+def quantize(x: Tensor, bits: int = 8) -> Tensor:
+    """Round a [0, 1] tensor to the grid of an unsigned ``bits``-bit image, as MATLAB does:
+    :func:`to_levels`, mapped back to [0, 1]."""
+    return to_levels(x, bits) / float((1 << bits) - 1)

@@ -20,6 +20,7 @@ import torch
 from superres.core import metrics
 from superres.core.degrade import list_images, load_hr, make_lr, modcrop
 from superres.core.resize import quantize
+from superres.errors import ConfigError
 from superres.inference import engine
 from superres.models import SRModel
 
@@ -111,7 +112,7 @@ def evaluate_folder(
     """Score ``model`` on every image of one folder."""
     scale = scale or model.scale
     if scale != model.scale:
-        raise ValueError(f"model {model.arch} is x{model.scale}, asked to evaluate x{scale}")
+        raise ConfigError(f"model {model.arch} is x{model.scale}, asked to evaluate x{scale}")
     files = list_images(folder)
     start = time.perf_counter()
     model_seconds = 0.0
@@ -140,6 +141,27 @@ def evaluate_folder(
     )
 
 
+def dataset_labels(folders: Sequence[Path]) -> list[str]:
+    """A distinct name per folder: its name, or as many trailing path parts as it takes to
+    tell it from the others (``a/Set5``, ``b/Set5``); the same folder given twice gets
+    ``Set5 (2)``."""
+    parts = [f.resolve().parts for f in folders]
+    labels = []
+    for i, p in enumerate(parts):
+        n = 1
+        while n < len(p) and any(
+            q[-n:] == p[-n:] for j, q in enumerate(parts) if j != i and q != p
+        ):
+            n += 1
+        labels.append("/".join(p[-n:]))
+    seen: dict[str, int] = {}
+    out = []
+    for label in labels:
+        seen[label] = seen.get(label, 0) + 1
+        out.append(label if seen[label] == 1 else f"{label} ({seen[label]})")
+    return out
+
+
 def evaluate(
     model: SRModel,
     folders: str | Path | Sequence[str | Path] | Iterable[str | Path],
@@ -150,7 +172,8 @@ def evaluate(
     progress: Callable[[str, int, int], None] | None = None,
     name: str | None = None,
 ) -> EvalResult:
-    """Score ``model`` on one or more folders; datasets are named by folder name.
+    """Score ``model`` on one or more folders; datasets are named by folder name (two folders
+    of the same name by their paths' last distinct parts, see :func:`dataset_labels`).
 
     Args:
         model: A loaded model (see :func:`superres.load_model`).
@@ -164,10 +187,9 @@ def evaluate(
     if isinstance(folders, (str, Path)):
         folders = [folders]
     scale = scale or model.scale
+    folders = [Path(f) for f in folders]
     results: dict[str, DatasetResult] = {}
-    for folder in folders:
-        folder = Path(folder)
-        label = folder.name
+    for folder, label in zip(folders, dataset_labels(folders), strict=True):
         callback = None
         if progress is not None:
 

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from superres.core.resize import imresize, resize_weights
+from superres.core.resize import imresize, resize_weights, to_levels
 from superres.errors import ConfigError
 from superres.inference.device import select_device
 from superres.inference.loop import Progress, has_tensors, tile_loop
@@ -251,12 +251,12 @@ def to_float(array: np.ndarray, device: torch.device, peak: float) -> Tensor:
 
 
 def quantise(x: Tensor, peak: float, dtype: np.dtype) -> np.ndarray:
-    """Round half up and clip a [0, 1] float tensor to integers 0..peak (MATLAB's rule)."""
-    # clamp(x * peak + 0.5, 0, peak) truncated equals floor(clamp(x, 0, 1) * peak + 0.5)
-    q = (x * peak).add_(0.5).clamp_(0, peak)
+    """A [0, 1] float tensor as a ``dtype`` array of levels 0..peak (:func:`to_levels`)."""
+    bits = 8 if dtype == np.uint8 else 16
+    q = to_levels(x, bits)
     if dtype == np.uint8:
         return q.to(torch.uint8).cpu().numpy()
-    return q.floor_().to(torch.int32).cpu().numpy().astype(dtype)
+    return q.to(torch.int32).cpu().numpy().astype(dtype)
 
 
 def upscale_image(image: io.Image, model: SRModel | nn.Module, **kw: Any) -> io.Image:
