@@ -393,3 +393,100 @@ def test_pixel_limit_is_configurable(tmp_path, monkeypatch):
     monkeypatch.setenv("SUPERRES_MAX_PIXELS", "800")
     assert io.read_image(path).pixels.shape == (24, 32, 3)
     assert io.read_image(path, limit=10**9).pixels.shape == (24, 32, 3)
+
+
+# --------------------------------------------------------------------------- bytes, file objects
+
+
+def _png_bytes(array: np.ndarray) -> bytes:
+    buffer = bytesio.BytesIO()
+    PILImage.fromarray(array).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_read_image_from_bytes_and_file_objects(tmp_path):
+    rgb = _gradient()
+    data = _png_bytes(rgb)
+    for source in (data, bytearray(data), memoryview(data), bytesio.BytesIO(data)):
+        assert np.array_equal(io.read_image(source).pixels, rgb), type(source)
+    path = _save(tmp_path / "g.png", PILImage.fromarray(rgb))
+    with open(path, "rb") as file:
+        assert np.array_equal(io.read_image(file).pixels, rgb)
+    # 16-bit RGB needs a second decode of the same data: from bytes too.
+    rgb16 = (rgb.astype(np.uint16) * 257 + 3).astype(np.uint16)
+    data16 = io.encode_image(io.Image(rgb16), "PNG")
+    assert np.array_equal(io.read_image(data16).pixels, rgb16)
+    assert np.array_equal(io.read_image(bytesio.BytesIO(data16)).pixels, rgb16)
+
+
+def test_errors_from_bytes_and_file_objects_name_the_source(tmp_path):
+    with pytest.raises(io.ImageError, match=r"^<bytes>: not an image file"):
+        io.read_image(b"plain text, not an image")
+    with pytest.raises(io.ImageError, match=r"^<bytes>: empty file"):
+        io.read_image(b"")
+    with pytest.raises(io.ImageError, match=r"^<BytesIO>: truncated or corrupt"):
+        io.read_image(bytesio.BytesIO(_png_bytes(_gradient())[:-40]))
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
+    with open(broken, "rb") as file, pytest.raises(io.ImageError) as info:
+        io.read_image(file)
+    assert str(info.value).startswith(f"{broken}: ")
+    with pytest.raises(io.ImageError, match=r"^<bytes>: image is 32x24 = 768 pixels, over"):
+        io.read_image(_png_bytes(_gradient()), limit=700)
+    text = tmp_path / "t.txt"
+    text.write_text("text")
+    with open(text) as file, pytest.raises(TypeError, match="binary file object"):
+        io.read_image(file)
+    with pytest.raises(TypeError, match="a path, bytes or a binary file object"):
+        io.read_image(12345)
+
+
+def test_reading_leaves_pillows_bomb_limit_alone(monkeypatch):
+    """The size limit is this package's (checked from the header); Pillow's global is not
+    changed, not even for a moment, and does not decide what can be read."""
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 100)  # Pillow alone would refuse 768 px
+    observed = []
+    real_open = io._open
+
+    def spy(file):
+        observed.append(PILImage.MAX_IMAGE_PIXELS)
+        return real_open(file)
+
+    monkeypatch.setattr(io, "_open", spy)
+    rgb = _gradient()
+    assert np.array_equal(io.read_image(_png_bytes(rgb)).pixels, rgb)
+    assert observed and set(observed) == {100}
+    assert PILImage.MAX_IMAGE_PIXELS == 100
+
+
+def test_atomic_write_fsyncs_the_file_and_the_folder(tmp_path, monkeypatch):
+    import os
+    import stat
+
+    synced = []
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        synced.append("folder" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file")
+        return real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    io.atomic_write_bytes(tmp_path / "a.bin", b"data")
+    assert synced == ["file", "folder"]
+    synced.clear()
+    io.write_image(tmp_path / "b.png", io.Image(_gradient()))
+    assert synced == ["file", "folder"]
+    _no_leftovers(tmp_path, {"a.bin", "b.png"})
+
+
+def test_output_format_and_existing_outputs(tmp_path):
+    assert [io.output_format(n) for n in ("x.JPG", ".png", "webp", "TIFF", "a.b/c.avif")] == [
+        "JPEG", "PNG", "WEBP", "TIFF", "AVIF"
+    ]  # fmt: skip
+    with pytest.raises(io.ImageError, match="unsupported output format '.bmp'"):
+        io.output_format("out.bmp")
+    target = tmp_path / "a.png"
+    io.write_image(target, io.Image(_gradient()))
+    with pytest.raises(io.ImageError) as info:
+        io.write_image(target, io.Image(_gradient()))
+    assert str(info.value) == f"{target}: output exists"  # no CLI flag in a library message
