@@ -16,11 +16,8 @@ never unpickles anything: safetensors holds raw tensors only.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import struct
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -29,6 +26,7 @@ import safetensors.torch
 import torch
 from torch import nn
 
+from superres.core.io import atomic_write_bytes
 from superres.errors import CheckpointError
 from superres.models import SRModel, create_model, get_model_spec, list_models
 
@@ -82,40 +80,6 @@ def _state_tensors(module: nn.Module) -> dict[str, torch.Tensor]:
         seen.add(pointer)
         tensors[name] = tensor.contiguous()
     return tensors
-
-
-def _atomic_write(path: Path, data: bytes, overwrite: bool) -> None:
-    """Write ``data`` to a temporary file beside ``path``, fsync it, then move it into place."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            os.fchmod(file.fileno(), 0o644)
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            try:
-                os.link(tmp, path)  # atomic, and fails if path exists
-            except FileExistsError:
-                raise
-            except OSError:  # filesystems without hard links
-                if path.exists():
-                    raise FileExistsError(f"{path}: file exists") from None
-                os.replace(tmp, path)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):  # make the rename itself durable (POSIX)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
 
 
 def save_checkpoint(
@@ -176,7 +140,7 @@ def save_checkpoint(
     data = safetensors.torch.save(_state_tensors(module), metadata=header)
     if not overwrite and path.exists():
         raise FileExistsError(f"{path}: file exists (pass overwrite=True to replace it)")
-    _atomic_write(path, data, overwrite)
+    atomic_write_bytes(path, data, overwrite=overwrite)
     return path
 
 
