@@ -300,3 +300,18 @@ def test_model_and_scale_help_say_what_happens():
     assert "quality, the best shipped tier" in up and "refused" in up and "resized" in up
     ev = {a.dest: a for a in _subparser("eval")._actions}
     assert ev["scale"].help and "checkpoint's own scale" in ev["scale"].help
+
+
+def test_eval_reports_a_corrupt_image_and_a_bad_json_path_in_one_line(tmp_path, capsys):
+    hr = tmp_path / "hr"
+    make_image(hr / "a.png", size=(24, 24))
+    (hr / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
+    assert main(["eval", "--data", str(hr), "-m", "bicubic", "-s", "2", "-q"]) == 1
+    assert "b.png" in one_error(capsys)
+    (hr / "b.png").unlink()
+    json_file = tmp_path / "missing" / "r.json"
+    assert main(["eval", "--data", str(hr), "-m", "bicubic", "--json", str(json_file)]) == 2
+    assert "does not exist" in one_error(capsys)
+    assert main(["bench", "--json", str(json_file)]) == 2
+    assert "does not exist" in one_error(capsys)
+    assert files(tmp_path) == ["hr", "hr/a.png"]

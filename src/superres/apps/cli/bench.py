@@ -9,6 +9,7 @@ from superres.apps.cli.common import (
     EXIT_OK,
     UsageError,
     add_quiet,
+    check_output_file,
     non_negative_int,
     one_line,
     positive_int,
@@ -59,6 +60,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
+    check_output_file(args.json, "--json")
     from superres.evaluation import bench
 
     models = None

@@ -8,7 +8,9 @@ parser (:class:`Parser`) turns every usage error into one line instead of a usag
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 from typing import NoReturn
 
 from superres.errors import one_line
@@ -22,6 +24,7 @@ __all__ = [
     "add_model_options",
     "add_quiet",
     "add_threads",
+    "check_output_file",
     "cli_message",
     "error",
     "int_option",
@@ -139,6 +142,18 @@ def scale_choice(text: str) -> int:
     if text.strip() not in ("2", "3", "4"):
         raise argparse.ArgumentTypeError(f"expected 2, 3 or 4, got '{text}'")
     return int(text)
+
+
+def check_output_file(path: str | os.PathLike[str] | None, option: str) -> None:
+    """A file a command writes at the end (``--json``, ``--plot``): refuse, before any work,
+    a folder or a missing parent folder."""
+    if path is None:
+        return
+    target = Path(path)
+    if target.is_dir():
+        raise UsageError(f"{option} {target}: is a folder; give a file name")
+    if not target.parent.is_dir():
+        raise UsageError(f"{option} {target}: folder {target.parent} does not exist")
 
 
 def int_option(text: str | None, option: str) -> int | None:

@@ -6,9 +6,12 @@ import argparse
 from pathlib import Path
 
 from superres.apps.cli.common import (
+    EXIT_FAILED,
     EXIT_OK,
     UsageError,
     add_model_options,
+    check_output_file,
+    error,
     one_line,
     progress_enabled,
     scale_choice,
@@ -47,8 +50,7 @@ def run(args: argparse.Namespace) -> int:
     for folder in args.data:
         if not Path(folder).is_dir():
             raise UsageError(f"{folder}: not a folder")
-    if args.json and Path(args.json).is_dir():
-        raise UsageError(f"{args.json}: is a folder; give a JSON file name")
+    check_output_file(args.json, "--json")
 
     from tqdm import tqdm
 
@@ -94,5 +96,9 @@ def run(args: argparse.Namespace) -> int:
     print(result.table())
     if args.json:
         payload = result.to_json(per_image=args.per_image).encode() + b"\n"
-        atomic_write_bytes(args.json, payload, overwrite=True)
+        try:
+            atomic_write_bytes(args.json, payload, overwrite=True)
+        except OSError as err:
+            error(f"{args.json}: cannot write ({err.strerror or err})")
+            return EXIT_FAILED
     return EXIT_OK
