@@ -568,3 +568,40 @@ def test_a_device_argument_does_not_move_the_callers_model() -> None:
     weights = next(model.module.parameters())
     engine.upscale_array(np.zeros((8, 8, 3), np.uint8), model, device="cpu")
     assert next(model.module.parameters()) is weights and model.device.type == "cpu"
+
+
+@pytest.mark.parametrize("arch", ["lafn", "plainsr"])
+def test_self_ensemble_tiles_exactly_and_is_symmetric(arch) -> None:
+    """The self-ensemble tiles as exactly as one pass, equals the hand-made average of the 8
+    transformed passes, and makes the output equivariant to flips and rotations."""
+    model = build(arch, 2)
+    x = torch.rand(1, 3, 37, 45, generator=torch.Generator().manual_seed(3))
+    whole = engine.upscale_tensor(x, model, tile=0, ensemble=True)
+    tiled = engine.upscale_tensor(x, model, tile=16, ensemble=True)
+    assert (whole - tiled).abs().max() < 1e-4
+    manual = (
+        sum(
+            loop.undo_dihedral(engine.upscale_tensor(loop.dihedral(x, t), model, tile=0), t)
+            for t in range(8)
+        )
+        / 8
+    )
+    assert (whole - manual).abs().max() < 1e-5
+    for t in range(8):
+        turned = engine.upscale_tensor(loop.dihedral(x, t), model, tile=0, ensemble=True)
+        assert (loop.undo_dihedral(turned, t) - whole).abs().max() < 1e-5
+        assert torch.equal(loop.undo_dihedral(loop.dihedral(x, t), t), x)
+    plain = engine.upscale_tensor(x, model, tile=0)
+    assert (plain - whole).abs().max() > 1e-4  # random weights are not symmetric
+
+
+def test_self_ensemble_through_pixels_keeps_alpha_and_grey() -> None:
+    model = build("plainsr", 2)
+    rng = np.random.default_rng(1)
+    grey = rng.integers(0, 256, (21, 17), dtype=np.uint8)
+    out, _ = engine.upscale_array(grey, model, ensemble=True, tile=8)
+    assert out.shape == (42, 34) and out.dtype == np.uint8
+    rgb = rng.integers(0, 65536, (12, 14, 3), dtype=np.uint16)
+    alpha = rng.integers(0, 65536, (12, 14), dtype=np.uint16)
+    out, a = engine.upscale_array(rgb, model, alpha=alpha, ensemble=True)
+    assert out.shape == (24, 28, 3) and a.shape == (24, 28) and out.dtype == np.uint16

@@ -77,11 +77,17 @@ class EvalResult:
 
 
 def super_resolve(
-    lr: torch.Tensor, model: SRModel, *, tile: int | None = None, device: torch.device | None = None
+    lr: torch.Tensor,
+    model: SRModel,
+    *,
+    tile: int | None = None,
+    device: torch.device | None = None,
+    ensemble: bool = False,
 ) -> torch.Tensor:
     """Upscale a float ``(C, h, w)`` LR image (C = 1 or 3) and return it as float.
 
-    One-channel images are replicated to RGB for the model and averaged back.
+    One-channel images are replicated to RGB for the model and averaged back; ``ensemble``
+    averages over the 8 flips and rotations.
     """
     channels = lr.shape[0]
     x = lr[None]
@@ -89,7 +95,7 @@ def super_resolve(
         x = x.expand(1, 3, *lr.shape[1:])
     if device is not None:
         x = x.to(device)
-    sr = engine.upscale_tensor(x, model, tile=tile).to("cpu", torch.float32)[0]
+    sr = engine.upscale_tensor(x, model, tile=tile, ensemble=ensemble).to("cpu", torch.float32)[0]
     if channels == 1:
         sr = sr.mean(dim=0, keepdim=True)
     return sr
@@ -108,8 +114,9 @@ def evaluate_folder(
     tile: int | None = None,
     device: torch.device | str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    ensemble: bool = False,
 ) -> DatasetResult:
-    """Score ``model`` on every image of one folder."""
+    """Score ``model`` on every image of one folder (``ensemble``: the self-ensemble)."""
     scale = scale or model.scale
     if scale != model.scale:
         raise ConfigError(f"model {model.arch} is x{model.scale}, asked to evaluate x{scale}")
@@ -122,7 +129,7 @@ def evaluate_folder(
         hr = modcrop(_hr_tensor(path), scale)
         lr = make_lr(hr, scale)
         t0 = time.perf_counter()
-        sr = super_resolve(lr, model, tile=tile, device=dev)
+        sr = super_resolve(lr, model, tile=tile, device=dev, ensemble=ensemble)
         model_seconds += time.perf_counter() - t0
         sr = quantize(sr)
         per_image[path.name] = {
@@ -171,6 +178,7 @@ def evaluate(
     device: torch.device | str | None = None,
     progress: Callable[[str, int, int], None] | None = None,
     name: str | None = None,
+    ensemble: bool = False,
 ) -> EvalResult:
     """Score ``model`` on one or more folders; datasets are named by folder name (two folders
     of the same name by their paths' last distinct parts, see :func:`dataset_labels`).
@@ -183,6 +191,7 @@ def evaluate(
         device: Torch device for inference.
         progress: Optional ``callback(dataset, done, total)``.
         name: Model name to report (default: the model's name or architecture).
+        ensemble: Score the geometric self-ensemble (8 flips and rotations averaged).
     """
     if isinstance(folders, (str, Path)):
         folders = [folders]
@@ -197,7 +206,7 @@ def evaluate(
                 progress(_label, done, total)
 
         results[label] = evaluate_folder(
-            model, folder, scale, tile=tile, device=device, progress=callback
+            model, folder, scale, tile=tile, device=device, progress=callback, ensemble=ensemble
         )
     label = name or model.metadata.get("name") or model.arch
     return EvalResult(model=str(label), scale=scale, datasets=results)

@@ -33,6 +33,8 @@ from superres.inference.plan import (
 from superres.models import SRModel
 
 __all__ = [
+    "dihedral",
+    "undo_dihedral",
     "has_tensors",
     "is_channels_last",
     "run_model",
@@ -83,8 +85,46 @@ def has_tensors(model: SRModel) -> bool:
     return any(True for _ in model.module.parameters()) or any(True for _ in model.module.buffers())
 
 
-def run_model(model: SRModel, x: Tensor) -> Tensor:
-    """Forward ``x`` (already on the compute device), padding to ``size_multiple``."""
+def run_model(model: SRModel, x: Tensor, ensemble: bool = False) -> Tensor:
+    """Forward ``x`` (already on the compute device), padding to ``size_multiple``.
+
+    With ``ensemble``, the geometric self-ensemble (Lim et al., EDSR+, 2017): the mean of
+    ``T^-1(model(T(x)))`` over the 8 flips and 90-degree rotations ``T``, one pass at a time,
+    so a tile's memory is that of one pass plus the output accumulator.
+    """
+    if not ensemble:
+        return _forward(model, x)
+    total = None
+    for transform in range(8):
+        y = undo_dihedral(_forward(model, dihedral(x, transform)), transform)
+        total = y if total is None else total.add_(y)
+    return total.div_(8)
+
+
+def dihedral(x: Tensor, transform: int) -> Tensor:
+    """One of the 8 symmetries of the square on ``(..., H, W)``: bit 0 flips H, bit 1 flips W,
+    bit 2 transposes (after the flips); 0 is the identity."""
+    if transform & 1:
+        x = x.flip(-2)
+    if transform & 2:
+        x = x.flip(-1)
+    if transform & 4:
+        x = x.transpose(-2, -1)
+    return x
+
+
+def undo_dihedral(x: Tensor, transform: int) -> Tensor:
+    """The inverse of :func:`dihedral` with the same ``transform``."""
+    if transform & 4:
+        x = x.transpose(-2, -1)
+    if transform & 2:
+        x = x.flip(-1)
+    if transform & 1:
+        x = x.flip(-2)
+    return x
+
+
+def _forward(model: SRModel, x: Tensor) -> Tensor:
     h, w = x.shape[-2:]
     mult = max(1, model.size_multiple)
     pad_h, pad_w = (-h) % mult, (-w) % mult
@@ -119,7 +159,7 @@ def _release(device: torch.device) -> None:
         torch.mps.empty_cache()
 
 
-def run_model_or_split(model: SRModel, x: Tensor, cap: list[int]) -> Tensor:
+def run_model_or_split(model: SRModel, x: Tensor, cap: list[int], ensemble: bool = False) -> Tensor:
     """:func:`run_model`, splitting ``x`` in halves (recursively) when it runs out of memory.
 
     The halves overlap by the model's context, so for ``"exact"`` models the stitched
@@ -132,7 +172,7 @@ def run_model_or_split(model: SRModel, x: Tensor, cap: list[int]) -> Tensor:
     h, w = x.shape[-2:]
     if h * w <= cap[0]:
         try:
-            return run_model(model, x)
+            return run_model(model, x, ensemble)
         except Exception as err:
             if not _is_out_of_memory(err):
                 raise
@@ -145,8 +185,8 @@ def run_model_or_split(model: SRModel, x: Tensor, cap: list[int]) -> Tensor:
         raise MemoryError(f"out of memory even for a {h}x{w} tile of {model.arch}")
     mid = n // 2
     start_b = max(mid - context, 0)
-    first = run_model_or_split(model, x.narrow(dim, 0, min(mid + context, n)), cap)
-    second = run_model_or_split(model, x.narrow(dim, start_b, n - start_b), cap)
+    first = run_model_or_split(model, x.narrow(dim, 0, min(mid + context, n)), cap, ensemble)
+    second = run_model_or_split(model, x.narrow(dim, start_b, n - start_b), cap, ensemble)
     s = model.scale
     first = first.narrow(dim, 0, mid * s)
     second = second.narrow(dim, (mid - start_b) * s, (n - mid) * s)
@@ -163,6 +203,7 @@ def tile_loop(
     overlap: int,
     emit: Callable[[Tensor], None],
     progress: Progress | None,
+    ensemble: bool = False,
 ) -> None:
     """Run the model tile by tile and ``emit`` finished float rows ``(batch, 3, r, W)``.
 
@@ -207,7 +248,7 @@ def tile_loop(
             for bj in range(cols.count):
                 rx0, rx1 = cols.region(bj)
                 ix0, ix1 = cols.input_span(bj)
-                sr = run_model_or_split(model, fetch(iy0, iy1, ix0, ix1), fits)
+                sr = run_model_or_split(model, fetch(iy0, iy1, ix0, ix1), fits, ensemble)
                 crop = sr[..., (ry0 - iy0) * s : (ry1 - iy0) * s, (rx0 - ix0) * s : (rx1 - ix0) * s]
                 if band is None:
                     band = crop
@@ -230,6 +271,7 @@ def upscale_tensor(
     tile: int | None = None,
     overlap: int | None = None,
     progress: Progress | None = None,
+    ensemble: bool = False,
 ) -> Tensor:
     """Super-resolve a float batch with overlapping, blended tiles.
 
@@ -240,6 +282,8 @@ def upscale_tensor(
         tile: Core size in LR pixels; None: automatic; 0: the whole image in one pass.
         overlap: Blend width in LR pixels around each seam (None: :func:`default_overlap`).
         progress: Optional ``callback(done_tiles, total_tiles)``.
+        ensemble: Average over the 8 flips and rotations (8x the compute, same memory
+            bounds; see :func:`run_model`).
 
     Returns:
         Float32 ``(N, 3, h * scale, w * scale)`` (or unbatched) on ``lr``'s device, neither
@@ -269,5 +313,5 @@ def upscale_tensor(
         out[:, :, row[0] : row[0] + rows.shape[2]] = rows
         row[0] += rows.shape[2]
 
-    tile_loop(model, fetch, (h, w), n, device, tile, overlap, emit, progress)
+    tile_loop(model, fetch, (h, w), n, device, tile, overlap, emit, progress, ensemble)
     return out if batched else out[0]
