@@ -11,7 +11,7 @@ import torch
 from PIL import Image as PILImage
 
 from superres.apps import cli
-from superres.codec import api, list_codecs
+from superres.codec import api, list_codecs, pipeline
 from superres.codec.container import TRAILER_SIZE
 
 V1_FIXTURE = Path(__file__).resolve().parent / "data" / "v1_jpeg_x2_bicubic.srz"
@@ -122,13 +122,13 @@ def test_compress_device_without_a_gpu(photo, capsys, scale):
 
 def test_compress_auto_scale_on_the_device_asked(photo, capsys, monkeypatch):
     seen = []
-    real = api.decode_pixels
+    real = pipeline.decode_pixels
 
     def spy(header, payload, net, **kw):
         seen.append(kw.get("device"))
         return real(header, payload, net, **kw)
 
-    monkeypatch.setattr(api, "decode_pixels", spy)
+    monkeypatch.setattr(pipeline, "decode_pixels", spy)
     out = photo.parent / "a.srz"
     argv = ["compress", str(photo), "-o", str(out), "--target-bpp", "2", "--scale", "auto",
             "--model", "bicubic", "--device", "cpu"]  # fmt: skip

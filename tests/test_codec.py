@@ -30,6 +30,7 @@ from superres.codec import (
     list_codecs,
     model_hash,
     pack,
+    pipeline,
     unpack,
 )
 from superres.codec.container import HEADER_SIZE, TRAILER_SIZE, VERSION
@@ -572,7 +573,7 @@ def test_device_is_checked_and_reaches_the_restorer(monkeypatch):
     with pytest.raises(DeviceError, match="unknown device 'gpu0'"):
         compress(_gradient(), quality=50, device="gpu0")
     loads, runs = [], []
-    real_load, real_decode = api.models.load_restorer, api.decode_pixels
+    real_load, real_decode = api.models.load_restorer, pipeline.decode_pixels
 
     def load(model, scale, **kw):
         loads.append(kw.get("device"))
@@ -583,7 +584,7 @@ def test_device_is_checked_and_reaches_the_restorer(monkeypatch):
         return real_decode(header, payload, net, **kw)
 
     monkeypatch.setattr(api.models, "load_restorer", load)
-    monkeypatch.setattr(api, "decode_pixels", decode)
+    monkeypatch.setattr(pipeline, "decode_pixels", decode)
     image = io.read_image(PATTERN).pixels[:64, :64]
     compress(image, codec="webp", target_bpp=1.0, scale="auto", model="bicubic", device="cpu")
     assert loads == runs[1:] == [torch.device("cpu")] * 3  # x2, x3, x4 on the device asked

@@ -7,7 +7,8 @@
 Modules: :mod:`~superres.codec.base` (the :class:`Codec` interface and registry),
 :mod:`~superres.codec.pillow_codecs` (JPEG, WebP, AVIF), :mod:`~superres.codec.container`
 (the ``.srz`` format), :mod:`~superres.codec.models` (restoration-model ids and hashes),
-:mod:`~superres.codec.api` (compress/decompress and the steps they are made of),
+:mod:`~superres.codec.api` (compress/decompress in memory), :mod:`~superres.codec.pipeline`
+(the steps they and rd share), :mod:`~superres.codec.files` (``.srz`` and image files),
 :mod:`~superres.codec.rd` (rate-distortion curves and BD-rate).
 
 Layering: this package uses core, models, weights and inference, never training,
@@ -19,23 +20,18 @@ from __future__ import annotations
 from superres.codec.api import (
     AUTO_SCALES,
     Compressed,
-    Restorer,
     TargetBitrateError,
     TargetBitrateWarning,
-    check_output,
-    choose_restorer,
     compress,
     compress_detailed,
-    compress_file,
-    decode_pixels,
     decompress,
-    decompress_file,
-    downscale,
-    restore,
+    prepare,
 )
 from superres.codec.base import Codec, ContainerError, get_codec, list_codecs, register_codec
 from superres.codec.container import Header, pack, unpack
+from superres.codec.files import check_output, compress_file, decompress_file
 from superres.codec.models import MODELS, model_hash
+from superres.codec.pipeline import Restorer, choose_restorer, decode_pixels, downscale, restore
 
 __all__ = [
     "AUTO_SCALES",
@@ -60,6 +56,7 @@ __all__ = [
     "list_codecs",
     "model_hash",
     "pack",
+    "prepare",
     "register_codec",
     "restore",
     "unpack",

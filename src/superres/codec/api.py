@@ -6,6 +6,10 @@ Data flow::
           --container.pack (+ ICC, EXIF)--> .srz bytes
     .srz --unpack--> payload --codec--> LR --(model or Lanczos) x s, crop to W x H--> image
 
+This module holds the in-memory API (:func:`compress`, :func:`compress_detailed`,
+:func:`decompress`); the steps it is made of are in :mod:`superres.codec.pipeline` and the
+file functions in :mod:`superres.codec.files`.
+
 Geometry: the image is padded on the bottom/right by mirroring (as ``imresize`` does at
 borders) to ``(ceil(H/s) * s) x (ceil(W/s) * s)`` and shrunk by exactly ``1/s`` with
 :func:`superres.core.resize.imresize`; nothing is cropped. The decoder restores ``x s`` and crops
@@ -13,7 +17,7 @@ the padding off, so every LR pixel stands for exactly ``s x s`` original pixels 
 sub-pixel shift or second resampling is introduced (a direct resize from ``W x H`` to
 ``ceil(W/s)`` would stretch the image by up to ``s`` pixels across its width).
 
-v1 limits: no alpha (a fully opaque alpha channel is dropped, any other is an error); 16-bit
+Limits: no alpha (a fully opaque alpha channel is dropped, any other is an error); 16-bit
 input is rounded to 8 bits; grey stays grey.
 """
 
@@ -21,61 +25,35 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import warnings
 from collections.abc import Callable
-from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import Literal
 
 import numpy as np
-import torch
 from PIL import Image as PILImage
 
-from superres.codec import container, models
+from superres.codec import container, models, pipeline
 from superres.codec.base import Codec, ContainerError, get_codec
+from superres.codec.pipeline import downscale, restore  # noqa: F401  (importable from here too)
 from superres.core import io
 from superres.core.metrics import psnr_rgb
-from superres.core.resize import imresize
-from superres.errors import ConfigError, DeviceError, ImageError
+from superres.errors import ConfigError, DeviceError
 from superres.inference import engine
-from superres.models import SRModel
-from superres.weights import zoo
 
 __all__ = [
     "AUTO_SCALES",
     "Compressed",
-    "Restorer",
     "TargetBitrateError",
     "TargetBitrateWarning",
-    "check_output",
-    "choose_restorer",
     "compress",
     "compress_detailed",
-    "compress_file",
-    "decode_pixels",
     "decompress",
-    "decompress_file",
-    "downscale",
-    "restore",
+    "prepare",
 ]
 
 #: Scales ``scale="auto"`` tries.
 AUTO_SCALES = (1, 2, 3, 4)
 ImageInput = io.Image | PILImage.Image | np.ndarray
-
-
-class Restorer(NamedTuple):
-    """The restoration model of one scale, as :func:`choose_restorer` loads it.
-
-    Attributes:
-        net: The loaded model; None for Lanczos (and for scale 1, which restores nothing).
-        name: Its name in :data:`superres.codec.models.MODELS`.
-        hash: The 4-byte weights hash the header stores (:func:`~superres.codec.model_hash`).
-    """
-
-    net: SRModel | None
-    name: str
-    hash: bytes
 
 
 class TargetBitrateWarning(UserWarning):
@@ -186,7 +164,7 @@ def compress_detailed(
         TargetBitrateError: ``target_bpp`` cannot be met and ``allow_over`` is False.
         DeviceError: ``device`` is unknown or not available.
     """
-    pixels, icc, exif = _prepare(image)
+    pixels, icc, exif = prepare(image)
     return _compress_pixels(
         pixels, icc, exif, codec=codec, quality=quality, target_bpp=target_bpp, scale=scale,
         model=model, subsampling=subsampling, allow_over=allow_over, device=device,
@@ -222,7 +200,7 @@ def _compress_pixels(
             raise ConfigError(f"scale must be 1, 2, 3, 4 or 'auto', got {scale!r}")
         if device is not None:
             engine.select_device(device)  # a device that cannot run is an error either way
-        restorer = choose_restorer(model, int(scale))
+        restorer = pipeline.choose_restorer(model, int(scale))
         result = _compress_at(
             pixels, icc, exif, chosen, quality, target_bpp, scale, restorer, options
         )
@@ -235,14 +213,14 @@ def _compress_pixels(
     results: list[Compressed] = []
     for s in AUTO_SCALES:
         try:
-            restorer = choose_restorer(None if s == 1 else model, s, device=dev)
+            restorer = pipeline.choose_restorer(None if s == 1 else model, s, device=dev)
         except DeviceError:
             raise
         except ValueError:
             continue  # this model has no weights at this scale
         result = _compress_at(pixels, icc, exif, chosen, None, target_bpp, s, restorer, options)
         header, payload, _, _ = container.unpack(result.data, max_pixels=pixels[..., 0].size)
-        decoded = decode_pixels(header, payload, restorer.net, device=dev)
+        decoded = pipeline.decode_pixels(header, payload, restorer.net, device=dev)
         results.append(dataclasses.replace(result, psnr=psnr_rgb(decoded, pixels)))
     if len(results) == 1 and model not in (None, "lanczos"):
         raise ConfigError(f"restoration model {model!r} has no weights for any scale > 1")
@@ -275,155 +253,12 @@ def decompress(data: bytes, *, device: str | None = None) -> io.Image:
         net, _ = models.load_restorer(
             header.model_id, header.scale, expected_hash=header.model_hash, device=dev
         )
-    pixels = decode_pixels(header, payload, net, device=dev)
+    pixels = pipeline.decode_pixels(header, payload, net, device=dev)
     mode = "L" if header.channels == 1 else "RGB"
     return io.Image(pixels=pixels, icc_profile=icc, exif=exif, mode=mode)
 
 
-def compress_file(
-    src: str | os.PathLike[str],
-    dst: str | os.PathLike[str],
-    *,
-    codec: str = "jpeg",
-    quality: int | None = None,
-    target_bpp: float | None = None,
-    scale: int | Literal["auto"] = 1,
-    model: str | None = None,
-    subsampling: str | None = None,
-    overwrite: bool = False,
-    allow_over: bool = False,
-    device: str | None = None,
-) -> Compressed:
-    """Compress the image file ``src`` to the ``.srz`` file ``dst`` (written atomically).
-
-    ``dst`` is checked before ``src`` is read; its folder is created (with its parents)
-    only once the file is ready to be written, so a failure leaves nothing behind. Other
-    arguments are those of :func:`compress_detailed`.
-
-    Raises:
-        ImageError: ``src`` cannot be read or holds what ``.srz`` cannot store (alpha, too
-            many pixels), ``dst`` exists (and not ``overwrite``), or ``dst`` or its folder
-            cannot be written.
-        TargetBitrateError: ``target_bpp`` cannot be met (the message names ``src``).
-        ConfigError, DeviceError: invalid arguments (see :func:`compress_detailed`).
-    """
-    dst = check_output(dst, overwrite=overwrite)
-    if device is not None:
-        engine.select_device(device)
-    try:
-        pixels, icc, exif = _prepare(io.read_image(src))
-    except ImageError:
-        raise
-    except ValueError as err:  # alpha, size: a problem of this file
-        raise ImageError(src, str(err)) from None
-    try:
-        result = _compress_pixels(
-            pixels, icc, exif, codec=codec, quality=quality, target_bpp=target_bpp,
-            scale=scale, model=model, subsampling=subsampling, allow_over=allow_over,
-            device=device,
-        )  # fmt: skip
-    except TargetBitrateError as err:
-        raise TargetBitrateError(f"{src}: {err}") from None
-    _make_folder(dst)
-    try:
-        io.atomic_write_bytes(dst, result.data, overwrite=overwrite)
-    except FileExistsError:
-        raise ImageError(dst, "output exists") from None
-    except OSError as err:
-        raise ImageError(dst, f"cannot write the file ({err.strerror or err})") from None
-    return result
-
-
-def decompress_file(
-    src: str | os.PathLike[str],
-    dst: str | os.PathLike[str],
-    *,
-    overwrite: bool = False,
-    device: str | None = None,
-) -> io.Image:
-    """Decode the ``.srz`` file ``src`` and write the image to ``dst`` (format from its extension).
-
-    The cheap checks come first (the device, ``dst``'s extension, an existing ``dst``, a
-    file where its folder should be), then ``src`` is read and decoded; ``dst``'s folder is
-    created only after decoding succeeded, and the write is atomic, so nothing is written
-    unless the whole decode succeeds.
-
-    Returns:
-        The decoded image.
-
-    Raises:
-        ImageError: ``src`` cannot be read; ``dst`` has an unsupported extension, exists
-            (and not ``overwrite``) or cannot be written.
-        ContainerError: ``src`` is not a valid ``.srz`` file (the message names it).
-        DeviceError: ``device`` is unknown or not available.
-    """
-    dev = engine.select_device(device)
-    src = Path(src)
-    dst = check_output(dst, overwrite=overwrite, extensions=io.SUPPORTED_OUTPUT_EXTENSIONS)
-    try:
-        data = src.read_bytes()
-    except FileNotFoundError:
-        raise ImageError(src, "no such file") from None
-    except IsADirectoryError:
-        raise ImageError(src, "is a folder, not an .srz file") from None
-    except OSError as err:
-        raise ImageError(src, f"cannot read the file ({err.strerror or err})") from None
-    try:
-        image = decompress(data, device=dev)
-    except ContainerError as err:
-        raise ContainerError(f"{src}: {err}") from None
-    _make_folder(dst)
-    io.write_image(dst, image, overwrite=overwrite)
-    return image
-
-
-def check_output(
-    dst: str | os.PathLike[str],
-    *,
-    overwrite: bool = False,
-    extensions: tuple[str, ...] | None = None,
-) -> Path:
-    """Check an output path before any work is done for it; returns it as a :class:`Path`.
-
-    Its folder need not exist (:func:`compress_file` and :func:`decompress_file` create
-    it), but nothing on the way may be a file.
-
-    Args:
-        dst: The output file.
-        overwrite: Whether an existing file may be replaced.
-        extensions: Accepted suffixes (lower case, with the dot); None accepts any.
-
-    Raises:
-        ImageError: ``dst`` is a folder, exists (and not ``overwrite``), has an extension
-            not in ``extensions``, or a file stands where one of its folders should be.
-    """
-    dst = Path(dst)
-    if extensions is not None and dst.suffix.lower() not in extensions:
-        raise ImageError(
-            dst,
-            f"unsupported output extension {dst.suffix or '(none)'!r} "
-            f"(use one of {', '.join(extensions)})",
-        )
-    if dst.is_dir():
-        raise ImageError(dst, "is a folder")
-    if dst.exists() and not overwrite:
-        raise ImageError(dst, "output exists")
-    folder = next((p for p in dst.parents if p.exists()), None)
-    if folder is not None and not folder.is_dir():
-        raise ImageError(dst, f"{folder} is a file, not a folder")
-    return dst
-
-
 # --------------------------------------------------------------------------- helpers
-
-
-def _make_folder(dst: Path) -> None:
-    try:
-        dst.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise ImageError(
-            dst, f"cannot create the folder {dst.parent} ({err.strerror or err})"
-        ) from None
 
 
 def _codec(name: str | int) -> Codec:
@@ -434,8 +269,18 @@ def _codec(name: str | int) -> Codec:
         raise ConfigError(str(err)) from None
 
 
-def _prepare(image: ImageInput) -> tuple[np.ndarray, bytes | None, bytes | None]:
-    """8-bit ``H x W x C`` pixels, ICC and EXIF of any accepted input."""
+def prepare(image: ImageInput) -> tuple[np.ndarray, bytes | None, bytes | None]:
+    """What ``.srz`` stores of an input: 8-bit ``H x W x C`` pixels (C = 1 or 3), the ICC
+    profile and the EXIF (None when absent).
+
+    Accepts what :func:`compress_detailed` accepts; 16-bit is rounded to the nearest 8-bit
+    level and a fully opaque alpha is dropped.
+
+    Raises:
+        ConfigError: an array of another shape or dtype, transparency, or more pixels than
+            :func:`superres.core.io.max_pixels`.
+        TypeError: not an image or array.
+    """
     if isinstance(image, PILImage.Image):
         image = io.from_pil(image)
     elif isinstance(image, np.ndarray):
@@ -460,58 +305,6 @@ def _prepare(image: ImageInput) -> tuple[np.ndarray, bytes | None, bytes | None]
     return np.ascontiguousarray(pixels), image.icc_profile, image.exif
 
 
-def choose_restorer(model: str | None, scale: int, *, device: str | None = None) -> Restorer:
-    """Load the restorer that :func:`compress` would store for ``scale``.
-
-    Args:
-        model: A name from :data:`superres.codec.models.MODELS`, or None for the default:
-            the best shipped tier with weights for ``scale`` (``codec``, ``quality``,
-            ``fast``), else ``bicubic``. Scale 1 always gets ``lanczos`` (nothing to restore).
-        scale: 1 to 4.
-        device: Torch device to load a network on (None: where it loads, the CPU).
-
-    Raises:
-        ConfigError: an unknown name, a model at scale 1, or no weights for ``scale``.
-    """
-    if scale == 1:
-        if model not in (None, "lanczos"):
-            raise ConfigError(
-                f"scale 1 stores the full image: there is nothing for {model!r} to do"
-            )
-        return Restorer(None, "lanczos", bytes(4))
-    if model is None:
-        shipped = {w.name for w in zoo.shipped_weights() if w.scale == scale}
-        model = next((n for n in ("codec", "quality", "fast") if n in shipped), "bicubic")
-    ident = models.model_id(model)
-    net, digest = models.load_restorer(model, scale, device=device)
-    return Restorer(net, models.MODELS[ident], digest)
-
-
-def downscale(pixels: np.ndarray, scale: int) -> np.ndarray:
-    """The LR image ``.srz`` stores: mirror-pad to a multiple of ``scale`` and shrink by
-    exactly ``1/scale`` with MATLAB bicubic (see the module docstring's geometry).
-
-    Args:
-        pixels: ``H x W x C`` uint8.
-        scale: 1 to 4 (1 returns ``pixels``).
-
-    Returns:
-        ``ceil(H / scale) x ceil(W / scale) x C`` uint8.
-    """
-    if scale == 1:
-        return pixels
-    h, w, _ = pixels.shape
-    lr_h, lr_w = math.ceil(h / scale), math.ceil(w / scale)
-    padded = np.pad(pixels, ((0, lr_h * scale - h), (0, lr_w * scale - w), (0, 0)), "symmetric")
-    hr = torch.from_numpy(padded).permute(2, 0, 1).float().div_(255.0)
-    lr = imresize(hr, size=(lr_h, lr_w))
-    lr = lr.clamp_(0, 1).mul_(255.0).add_(0.5).floor_().to(torch.uint8)
-    return np.ascontiguousarray(lr.permute(1, 2, 0).numpy())
-
-
-_downscale = downscale  # the old private name, until tests/test_shipped.py imports downscale
-
-
 def _compress_at(
     pixels: np.ndarray,
     icc: bytes | None,
@@ -520,12 +313,12 @@ def _compress_at(
     quality: int | None,
     target_bpp: float | None,
     scale: int,
-    restorer: Restorer,
+    restorer: pipeline.Restorer,
     options: dict[str, str],
 ) -> Compressed:
     """Encode at one scale, at ``quality`` or at the best quality that fits ``target_bpp``."""
     h, w, channels = pixels.shape
-    lr = downscale(pixels, scale)
+    lr = pipeline.downscale(pixels, scale)
     header = container.Header(
         width=w,
         height=h,
@@ -587,49 +380,4 @@ def _fit(
     return good, tried[good], True
 
 
-def decode_pixels(
-    header: container.Header,
-    payload: bytes,
-    net: SRModel | None,
-    *,
-    device: str | torch.device | None = None,
-) -> np.ndarray:
-    """Decode a payload and restore it to the original size, as :func:`decompress` does.
-
-    Args:
-        header, payload: From :func:`superres.codec.unpack`.
-        net: The file's restorer (:func:`choose_restorer` or
-            :func:`superres.codec.models.load_restorer`); None for Lanczos.
-        device: Where ``net`` runs (None: its own device).
-
-    Returns:
-        ``H x W x C`` uint8 at the header's original size.
-
-    Raises:
-        ContainerError: the payload is corrupt or of another size than the header says.
-    """
-    lr = get_codec(header.codec_id).decode(payload, header.lr_size, channels=header.channels)
-    if header.scale == 1:
-        return lr
-    return restore(lr, header.scale, (header.height, header.width), net, device=device)
-
-
-def restore(
-    lr: np.ndarray,
-    scale: int,
-    size: tuple[int, int],
-    net: SRModel | None,
-    *,
-    device: str | torch.device | None = None,
-) -> np.ndarray:
-    """Upscale a decoded ``lr`` (``h x w x C`` uint8) ``scale`` times with ``net`` (None:
-    Lanczos) and crop the padding off to ``size`` = ``(H, W)``; ``device`` is where ``net``
-    runs (None: its own device)."""
-    lr_h, lr_w, channels = lr.shape
-    if net is None:
-        im = PILImage.fromarray(lr[:, :, 0] if channels == 1 else lr)
-        sr = np.asarray(im.resize((lr_w * scale, lr_h * scale), PILImage.Resampling.LANCZOS))
-        sr = sr.reshape(lr_h * scale, lr_w * scale, channels)
-    else:
-        sr, _ = engine.upscale_array(lr, net, device=device)
-    return np.ascontiguousarray(sr[: size[0], : size[1]])
+_downscale = downscale  # the old private name, until tests/test_shipped.py imports downscale

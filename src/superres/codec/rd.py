@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from superres.codec import api, container, models
+from superres.codec import container, models, pipeline
 from superres.codec.base import get_codec
 from superres.core import io
 from superres.core.metrics import ms_ssim, psnr_rgb
@@ -147,7 +147,7 @@ def rd_curve(
         h, w = pixels.shape[:2]
         if min(h, w) < 161:
             raise ConfigError(f"{image_name} is {w}x{h}: MS-SSIM needs at least 161 pixels a side")
-    restorer = api.choose_restorer(model if scale > 1 else None, scale)
+    restorer = pipeline.choose_restorer(model if scale > 1 else None, scale)
     rows = np.zeros((len(qualities), 5))  # bpp, psnr, ms-ssim, enc time, dec time
     total, done = len(images) * len(qualities), 0
     for _, pixels in images:
@@ -157,14 +157,14 @@ def rd_curve(
             model_id=models.model_id(restorer.name), model_hash=restorer.hash,
         )  # fmt: skip
         start = time.perf_counter()
-        lr = api.downscale(pixels, scale)
+        lr = pipeline.downscale(pixels, scale)
         downscale_time = time.perf_counter() - start
         for i, q in enumerate(qualities):
             start = time.perf_counter()
             data = container.pack(header, chosen.encode(lr, q))
             encoded = time.perf_counter()
             parsed, payload, _, _ = container.unpack(data, max_pixels=h * w)
-            decoded = api.decode_pixels(parsed, payload, restorer.net)
+            decoded = pipeline.decode_pixels(parsed, payload, restorer.net)
             finished = time.perf_counter()
             rows[i] += (
                 len(data) * 8 / (h * w),

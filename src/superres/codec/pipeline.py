@@ -1,0 +1,141 @@
+"""The steps of the ``.srz`` pipeline that compression, decompression and rate-distortion
+measurement share::
+
+    image --downscale--> LR --(codec, container: superres.codec.api)--> .srz
+    .srz --(container, codec)--> decode_pixels: LR --restore (choose_restorer's net)--> image
+
+:func:`downscale` is the exact ``1/scale`` shrink of the mirror-padded image (see
+:mod:`superres.codec.api` for the geometry), :func:`choose_restorer` the restorer a file
+records, :func:`decode_pixels` a payload to original-size pixels, as
+:func:`superres.codec.decompress` computes them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from PIL import Image as PILImage
+
+from superres.codec import container, models
+from superres.codec.base import get_codec
+from superres.core.resize import imresize
+from superres.errors import ConfigError
+from superres.inference import engine
+from superres.models import SRModel
+from superres.weights import zoo
+
+__all__ = ["Restorer", "choose_restorer", "decode_pixels", "downscale", "restore"]
+
+
+class Restorer(NamedTuple):
+    """The restoration model of one scale, as :func:`choose_restorer` loads it.
+
+    Attributes:
+        net: The loaded model; None for Lanczos (and for scale 1, which restores nothing).
+        name: Its name in :data:`superres.codec.models.MODELS`.
+        hash: The 4-byte weights hash the header stores (:func:`~superres.codec.model_hash`).
+    """
+
+    net: SRModel | None
+    name: str
+    hash: bytes
+
+
+def choose_restorer(model: str | None, scale: int, *, device: str | None = None) -> Restorer:
+    """Load the restorer that :func:`compress` would store for ``scale``.
+
+    Args:
+        model: A name from :data:`superres.codec.models.MODELS`, or None for the default:
+            the best shipped tier with weights for ``scale`` (``codec``, ``quality``,
+            ``fast``), else ``bicubic``. Scale 1 always gets ``lanczos`` (nothing to restore).
+        scale: 1 to 4.
+        device: Torch device to load a network on (None: where it loads, the CPU).
+
+    Raises:
+        ConfigError: an unknown name, a model at scale 1, or no weights for ``scale``.
+    """
+    if scale == 1:
+        if model not in (None, "lanczos"):
+            raise ConfigError(
+                f"scale 1 stores the full image: there is nothing for {model!r} to do"
+            )
+        return Restorer(None, "lanczos", bytes(4))
+    if model is None:
+        shipped = {w.name for w in zoo.shipped_weights() if w.scale == scale}
+        model = next((n for n in ("codec", "quality", "fast") if n in shipped), "bicubic")
+    ident = models.model_id(model)
+    net, digest = models.load_restorer(model, scale, device=device)
+    return Restorer(net, models.MODELS[ident], digest)
+
+
+def downscale(pixels: np.ndarray, scale: int) -> np.ndarray:
+    """The LR image ``.srz`` stores: mirror-pad to a multiple of ``scale`` and shrink by
+    exactly ``1/scale`` with MATLAB bicubic (see the module docstring's geometry).
+
+    Args:
+        pixels: ``H x W x C`` uint8.
+        scale: 1 to 4 (1 returns ``pixels``).
+
+    Returns:
+        ``ceil(H / scale) x ceil(W / scale) x C`` uint8.
+    """
+    if scale == 1:
+        return pixels
+    h, w, _ = pixels.shape
+    lr_h, lr_w = math.ceil(h / scale), math.ceil(w / scale)
+    padded = np.pad(pixels, ((0, lr_h * scale - h), (0, lr_w * scale - w), (0, 0)), "symmetric")
+    hr = torch.from_numpy(padded).permute(2, 0, 1).float().div_(255.0)
+    lr = imresize(hr, size=(lr_h, lr_w))
+    lr = lr.clamp_(0, 1).mul_(255.0).add_(0.5).floor_().to(torch.uint8)
+    return np.ascontiguousarray(lr.permute(1, 2, 0).numpy())
+
+
+def decode_pixels(
+    header: container.Header,
+    payload: bytes,
+    net: SRModel | None,
+    *,
+    device: str | torch.device | None = None,
+) -> np.ndarray:
+    """Decode a payload and restore it to the original size, as :func:`decompress` does.
+
+    Args:
+        header, payload: From :func:`superres.codec.unpack`.
+        net: The file's restorer (:func:`choose_restorer` or
+            :func:`superres.codec.models.load_restorer`); None for Lanczos.
+        device: Where ``net`` runs (None: its own device).
+
+    Returns:
+        ``H x W x C`` uint8 at the header's original size.
+
+    Raises:
+        ContainerError: the payload is corrupt or of another size than the header says.
+    """
+    lr = get_codec(header.codec_id).decode(payload, header.lr_size, channels=header.channels)
+    if header.scale == 1:
+        return lr
+    return restore(lr, header.scale, (header.height, header.width), net, device=device)
+
+
+def restore(
+    lr: np.ndarray,
+    scale: int,
+    size: tuple[int, int],
+    net: SRModel | None,
+    *,
+    device: str | torch.device | None = None,
+) -> np.ndarray:
+    """Upscale a decoded ``lr`` (``h x w x C`` uint8) ``scale`` times with ``net`` (None:
+    Lanczos) and crop the padding off to ``size`` = ``(H, W)``; ``device`` is where ``net``
+    runs (None: its own device)."""
+    lr_h, lr_w, channels = lr.shape
+    if net is None:
+        im = PILImage.fromarray(lr[:, :, 0] if channels == 1 else lr)
+        sr = np.asarray(im.resize((lr_w * scale, lr_h * scale), PILImage.Resampling.LANCZOS))
+        sr = sr.reshape(lr_h * scale, lr_w * scale, channels)
+    else:
+        sr, _ = engine.upscale_array(lr, net, device=device)
+    return np.ascontiguousarray(sr[: size[0], : size[1]])
