@@ -45,7 +45,7 @@ class Restorer(NamedTuple):
 
 
 def choose_restorer(model: str | None, scale: int, *, device: str | None = None) -> Restorer:
-    """Load the restorer that :func:`compress` would store for ``scale``.
+    """Load the restorer that :func:`superres.codec.compress` would record for ``scale``.
 
     Args:
         model: A name from :data:`superres.codec.models.MODELS`, or None for the default:
@@ -73,7 +73,7 @@ def choose_restorer(model: str | None, scale: int, *, device: str | None = None)
 
 def downscale(pixels: np.ndarray, scale: int) -> np.ndarray:
     """The LR image ``.srz`` stores: mirror-pad to a multiple of ``scale`` and shrink by
-    exactly ``1/scale`` with MATLAB bicubic (see the module docstring's geometry).
+    exactly ``1/scale`` with MATLAB bicubic (the geometry: :mod:`superres.codec.api`).
 
     Args:
         pixels: ``H x W x C`` uint8.
