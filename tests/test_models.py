@@ -418,3 +418,49 @@ def test_plainsr_residual_equals_pixel_shuffle_of_repeated_input(scale: int) -> 
     assert float((y.detach() - reference).abs().max()) < 1e-6
     y.sum().backward()
     assert x.grad is not None
+
+
+def _perturb(module: torch.nn.Module, seed: int = 0) -> None:
+    """Give every parameter (the zero-initialised branches included) random values."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.1)
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_reparameterised_fast_tier_deploys_as_plainsr_with_the_same_output(scale: int) -> None:
+    """plainsr_rep's four branches fuse into one 3x3 per block: the deployed plainsr module
+    gives the same output (borders included) at the plain network's cost."""
+    rep = create_model("plainsr_rep", scale=scale, channels=8, n_convs=2).eval()
+    _perturb(rep)
+    plain = rep.deploy().eval()
+    assert plain.arch == "plainsr" and plain.hparams["channels"] == 8
+    assert sum(p.numel() for p in plain.parameters()) < sum(p.numel() for p in rep.parameters())
+    x = torch.rand(2, 3, 13, 17, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert (rep(x) - plain(x)).abs().max() < 1e-5
+        block = rep.body[2]
+        assert (
+            block(x[:, :1].expand(2, 8, 13, 17)) - block.fused()(x[:, :1].expand(2, 8, 13, 17))
+        ).abs().max() < 1e-5
+
+
+def test_reparameterised_model_starts_at_the_plain_weights_it_is_initialised_from() -> None:
+    """Its main branches carry plainsr's tensor names and the other branches start at zero,
+    so init_from a plainsr checkpoint reproduces that network exactly."""
+    plain = create_model("plainsr", scale=2, channels=8, n_convs=2).eval()
+    _perturb(plain, seed=2)
+    rep = create_model("plainsr_rep", scale=2, channels=8, n_convs=2).eval()
+    missing, unexpected = rep.load_state_dict(plain.state_dict(), strict=False)
+    assert (
+        not unexpected
+        and missing
+        and all(
+            k.split(".")[-2] in ("conv1", "expand", "squeeze") or k.endswith("gamma")
+            for k in missing
+        )
+    )
+    x = torch.rand(1, 3, 11, 9, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        assert (rep(x) - plain(x)).abs().max() < 1e-6

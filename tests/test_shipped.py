@@ -130,7 +130,7 @@ def test_codec_tier_restores_decoded_images(scale):
     import numpy as np
 
     from superres.codec import get_codec, rd
-    from superres.codec.api import _downscale, restore
+    from superres.codec.api import downscale, restore
     from superres.core.metrics import psnr_rgb
 
     images = rd.load_images(dataset("Kodak24"))[:3]
@@ -141,7 +141,7 @@ def test_codec_tier_restores_decoded_images(scale):
         scores = []
         for _, hr in images:
             h, w = hr.shape[:2]
-            lr = _downscale(hr, scale)
+            lr = downscale(hr, scale)
             decoded = codec.decode(codec.encode(lr, q), lr.shape[:2], channels=3)
             scores.append(
                 [psnr_rgb(restore(decoded, scale, (h, w), m), hr)

@@ -380,4 +380,3 @@ def _fit(
     return good, tried[good], True
 
 
-_downscale = downscale  # the old private name, until tests/test_shipped.py imports downscale

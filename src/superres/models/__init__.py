@@ -14,6 +14,7 @@ from superres.models import (  # noqa: F401
     lafn,
     plainsr,
     rcan,
+    reparam,
     srcnn,
     vdsr,
 )
