@@ -95,7 +95,12 @@ def test_cuda_without_a_gpu_is_one_line_exit_1(tmp_path, capsys):
     make_image(hr / "b.png", size=(24, 24))
     assert main(["eval", "--data", str(hr), "-m", "bicubic", "--device", "cuda"]) == 1
     assert "cuda" in one_error(capsys).lower()
-    assert files(tmp_path) == ["a.png", "hr", "hr/b.png"]
+    srz = tmp_path / "a.srz"
+    assert main(["compress", str(src), "-o", str(srz), "--quality", "50", "-s", "2",
+                 "-m", "bicubic", "-q"]) == 0  # fmt: skip
+    assert main(["decompress", str(srz), "-o", str(out), "--device", "cuda"]) == 1
+    assert "cuda" in one_error(capsys).lower()
+    assert files(tmp_path) == ["a.png", "a.srz", "hr", "hr/b.png"]
 
 
 def test_a_library_error_is_one_line_exit_1(tmp_path, capsys, monkeypatch):
