@@ -350,3 +350,23 @@ def test_channels_other_than_rgb_are_refused_in_the_config(tmp_path, folders):
     cfg["model"]["hparams"]["in_channels"] = 1
     with pytest.raises(ConfigError, match="model.hparams.in_channels: .* must be 3, got 1"):
         config_from_dict(cfg)
+
+
+def test_a_reparameterised_model_trains_and_exports_its_deployed_form(tmp_path, folders):
+    """plainsr_rep trains with its extra branches; last.safetensors is the fused plainsr with
+    the same output as the trained (EMA) network, and validation scored that fused form."""
+    out = tmp_path / "rep"
+    cfg = base_config(folders, out, iterations=6, checkpoint_every=3, val_every=3)
+    cfg["model"] = {"arch": "plainsr_rep", "scale": 2, "hparams": {"channels": 8, "n_convs": 1}}
+    cfg["data"]["val"] = str(folders[1])
+    run(cfg)
+    exported = load_checkpoint(out / "last.safetensors")
+    assert exported.arch == "plainsr" and exported.hparams["channels"] == 8
+    tensors = state_tensors(out)
+    rep = create_model("plainsr_rep", scale=2, channels=8, n_convs=1).eval()
+    rep.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+    x = torch.rand(1, 3, 10, 12, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert (exported.module.eval()(x) - rep(x)).abs().max() < 1e-5
+    logged = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert any("val" in entry for entry in logged)

@@ -215,16 +215,23 @@ class _Trainer:
             "init_from": self.init_report,
         }
 
+    def inference_module(self) -> nn.Module:
+        """What is validated and exported: the EMA (or raw) weights, in their deployed form
+        when the architecture trains with extra branches (``deploy()``, e.g. plainsr_rep)."""
+        module = self.export_module
+        deploy = getattr(module, "deploy", None)
+        return deploy() if callable(deploy) else module
+
     def export(self, iteration: int, best: bool) -> None:
         from superres.weights.checkpoint import save_checkpoint
 
-        module = self.export_module
+        module = self.inference_module()
         kwargs = {"provenance": self.provenance(iteration), "metrics": self.progress.val}
         save_checkpoint(self.run_dir / LAST_FILE, module, **kwargs)
         if best:
             save_checkpoint(self.run_dir / BEST_FILE, module, **kwargs)
 
-    # ---- validation
+    # ---- the training state
 
     def save_state(self, iteration: int) -> None:
         progress = {
@@ -247,11 +254,13 @@ class _Trainer:
         self.progress = _Progress(p["best_psnr"], p["best_iteration"], p["elapsed"], p["val"])
         return iteration
 
+    # ---- validation
+
     def validate(self) -> dict[str, dict[str, float]]:
         from superres.evaluation import evaluate_folder
         from superres.models import SRModel
 
-        module = self.export_module
+        module = self.inference_module()
         was_training = module.training
         module.eval()
         try:
