@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from superres.apps.cli.common import (
     EXIT_FAILED,
@@ -22,6 +23,10 @@ from superres.apps.cli.common import (
     progress_enabled,
     scale_choice,
 )
+
+if TYPE_CHECKING:
+    from superres.api import ScaleError
+    from superres.models import SRModel
 
 __all__ = ["add_parser", "run"]
 
@@ -113,7 +118,7 @@ def _check_options(args: argparse.Namespace) -> str:
     return backend
 
 
-def _scale_refused(err) -> UsageError:
+def _scale_refused(err: ScaleError) -> UsageError:
     return UsageError(
         f"{err.name}: the model is x{err.have}, so --scale {err.wanted} is refused (leave out "
         f"--scale to run it at x{err.have}, or use --outscale {err.wanted} to run it at "
@@ -121,7 +126,7 @@ def _scale_refused(err) -> UsageError:
     )
 
 
-def _load_model(args: argparse.Namespace, backend: str):
+def _load_model(args: argparse.Namespace, backend: str) -> tuple[SRModel, float | None]:
     """The model ``upscale`` runs and the resize after it, on ``backend``.
 
     ``onnx`` exports a named model or checkpoint in memory and runs it with onnxruntime
