@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from superres.errors import DeviceError
 from superres.inference.loop import has_tensors
 from superres.inference.plan import as_srmodel, bytes_per_lr_pixel
 from superres.models import SRModel, flops_per_output_pixel
@@ -307,12 +308,12 @@ def onnx_providers(device: str | None = None) -> list[str]:
         return ["CPUExecutionProvider"]
     if name == "cuda" or name.startswith("cuda:"):
         if "CUDAExecutionProvider" not in available:
-            raise ValueError(
+            raise DeviceError(
                 f"device '{device}' requested but this onnxruntime has no CUDA provider "
-                "(install onnxruntime-gpu, or use --device cpu)"
+                "(install onnxruntime-gpu, or use 'cpu')"
             )
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    raise ValueError(f"the ONNX backend runs on cpu or cuda, not '{device}'")
+    raise DeviceError(f"the ONNX backend runs on cpu or cuda, not '{device}'")
 
 
 class OnnxModule(nn.Module):
