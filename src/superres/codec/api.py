@@ -378,5 +378,3 @@ def _fit(
     if good < low:
         return low, tried[low], False
     return good, tried[good], True
-
-
