@@ -341,3 +341,22 @@ def test_run_jobs_skips_fails_and_goes_on(tmp_path):
     assert "broken.png" in str(results["broken.png"].error)
     assert (out / "b.png").read_bytes() == b"precious"
     assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png"]
+
+
+def test_self_ensemble_through_the_api_and_the_cli(tmp_path, capsys):
+    """``ensemble=True`` / ``--ensemble``: the mean of the 8 transformed passes, so the output
+    of a flipped input is the flipped output (not so for one pass of a trained model)."""
+    from superres.apps.cli import main
+
+    rng = np.random.default_rng(4)
+    image = rng.integers(0, 256, (24, 20, 3), dtype=np.uint8)
+    model = superres.load_model("fast", scale=2)
+    one = superres.upscale(image, model, ensemble=True)
+    flipped = superres.upscale(image[:, ::-1].copy(), model, ensemble=True)
+    assert np.abs(one.astype(int) - flipped[:, ::-1].astype(int)).max() <= 1  # rounding only
+    assert not np.array_equal(one, superres.upscale(image, model))
+    src = tmp_path / "in.png"
+    PILImage.fromarray(image).save(src)
+    assert main(["upscale", str(src), "-o", str(tmp_path / "out.png"), "-m", "fast",
+                 "--scale", "2", "--ensemble", "-q"]) == 0  # fmt: skip
+    np.testing.assert_array_equal(np.asarray(PILImage.open(tmp_path / "out.png")), one)

@@ -270,6 +270,7 @@ def upscale(
     overlap: int | None = None,
     device: str | None = None,
     progress: Progress | None = None,
+    ensemble: bool = False,
 ) -> ImageLike:
     """Super-resolve a PIL image or an ``H x W x C`` uint8/uint16 array.
 
@@ -287,13 +288,18 @@ def upscale(
         device: ``cpu``, ``cuda``, ``mps`` or None: a loaded model runs where its weights
             are, a model loaded by name on the automatic device.
         progress: Optional ``callback(done_tiles, total_tiles)``.
+        ensemble: Geometric self-ensemble: average the output over the 8 flips and rotations
+            (about 8x the time, the same memory bounds; README gives the gain per tier).
 
     Returns:
         The same kind as ``image``: a PIL image (ICC profile and EXIF kept) or an array of
         the same dtype and channel layout.
     """
     net, resize = resolve_model(model, scale, outscale, device=device)
-    options = dict(tile=tile, overlap=overlap, device=device, outscale=resize, progress=progress)
+    options = dict(
+        tile=tile, overlap=overlap, device=device, outscale=resize, progress=progress,
+        ensemble=ensemble,
+    )  # fmt: skip
     if isinstance(image, PILImage.Image):
         out = engine.upscale_image(io.from_pil(image), net, **options)
         return io.to_pil(out)
@@ -331,6 +337,7 @@ def _upscale_image(
     overlap: int | None,
     device: str | None,
     progress: Progress | None,
+    ensemble: bool = False,
 ) -> io.Image:
     """Read ``source`` and upscale it; settings are checked before anything is decoded."""
     net, resize = resolve_model(model, scale, outscale, device=device)
@@ -338,7 +345,7 @@ def _upscale_image(
     try:
         return engine.upscale_image(
             image, net, tile=tile, overlap=overlap, device=device, outscale=resize,
-            progress=progress,
+            progress=progress, ensemble=ensemble,
         )  # fmt: skip
     except MemoryError:
         raise ImageError(io.source_name(source), "out of memory while upscaling") from None
@@ -363,6 +370,7 @@ def upscale_bytes(
     device: str | None = None,
     quality: int | None = None,
     progress: Progress | None = None,
+    ensemble: bool = False,
 ) -> bytes:
     """Upscale the bytes of an image file (or a binary file object) into encoded bytes.
 
@@ -372,7 +380,7 @@ def upscale_bytes(
         model: As for :func:`upscale`.
         format: Output format: ``png`` (default), ``jpeg``/``jpg``, ``webp``, ``avif``,
             ``tiff``/``tif`` (an extension with its dot works too).
-        scale, outscale, tile, overlap, device, progress: As for :func:`upscale`.
+        scale, outscale, tile, overlap, device, progress, ensemble: As for :func:`upscale`.
         quality: Lossy quality 1-100 (JPEG/WebP default 95, AVIF 90).
 
     Raises:
@@ -382,7 +390,7 @@ def upscale_bytes(
     fmt = io.output_format(format)
     if quality is not None and not 1 <= int(quality) <= 100:
         raise ConfigError(f"quality must be between 1 and 100, got {quality}")
-    result = _upscale_image(data, model, scale, outscale, tile, overlap, device, progress)
+    result = _upscale_image(data, model, scale, outscale, tile, overlap, device, progress, ensemble)
     return io.encode_image(result, fmt, quality=quality)
 
 
@@ -419,6 +427,7 @@ def upscale_file(
     quality: int | None = None,
     make_folders: bool = True,
     progress: Progress | None = None,
+    ensemble: bool = False,
 ) -> Path:
     """Upscale one image file into another, written atomically in the format of its extension.
 
@@ -429,7 +438,8 @@ def upscale_file(
         src: Input path (or bytes, or a binary file object).
         dst: Output path; its extension picks the format (``.png``, ``.jpg``, ``.webp``,
             ``.avif``, ``.tif``).
-        model, scale, outscale, tile, overlap, device, progress: As for :func:`upscale`.
+        model, scale, outscale, tile, overlap, device, progress, ensemble: As for
+            :func:`upscale`.
         overwrite: Replace an existing ``dst`` (otherwise it is an ``ImageError``).
         quality: Lossy quality 1-100 for JPEG, WebP and AVIF.
         make_folders: Create ``dst``'s missing folders (default True).
@@ -448,7 +458,7 @@ def upscale_file(
     if isinstance(src, (str, os.PathLike)) and (not Path(src).exists() or Path(src).is_dir()):
         io.read_image(src)  # raises the one-line error for a missing path or a folder
     _check_target(target, overwrite, make_folders)
-    result = _upscale_image(src, model, scale, outscale, tile, overlap, device, progress)
+    result = _upscale_image(src, model, scale, outscale, tile, overlap, device, progress, ensemble)
     return io.write_image(target, result, overwrite=overwrite, quality=quality)
 
 
@@ -583,6 +593,7 @@ def run_jobs(
     device: str | None = None,
     quality: int | None = None,
     progress: Callable[[Job, int, int], None] | None = None,
+    ensemble: bool = False,
 ) -> Iterator[JobResult]:
     """Upscale jobs one by one (see :func:`plan_jobs`), yielding a :class:`JobResult` each.
 
@@ -611,7 +622,7 @@ def run_jobs(
         try:
             upscale_file(
                 job.source, job.target, net, outscale=resize, overwrite=overwrite, tile=tile,
-                overlap=overlap, quality=quality, progress=tiles,
+                overlap=overlap, quality=quality, progress=tiles, ensemble=ensemble,
             )  # fmt: skip
         except SuperresError as err:
             yield JobResult(job, "failed", err)
@@ -629,6 +640,7 @@ def evaluate(
     *,
     tile: int | None = None,
     device: str | None = None,
+    ensemble: bool = False,
 ) -> EvalResult:
     """Benchmark a model on HR folders (modcrop, MATLAB-bicubic LR, Y-channel PSNR/SSIM).
 
@@ -639,6 +651,7 @@ def evaluate(
             model, None or its own scale (:class:`ScaleError` otherwise).
         tile: Tile size for the engine (None: automatic).
         device: None: a loaded model runs where it is, a name on the automatic device.
+        ensemble: Score the geometric self-ensemble (8 flips and rotations averaged).
 
     Returns the numbers ``superres eval`` prints; ``result.to_dict()`` is its JSON.
     """
@@ -651,4 +664,6 @@ def evaluate(
         name = os.fspath(model) if model is not None else zoo.default_model_name()
         model = load_model(model, wanted, device="auto" if device is None else device)
     dev = None if device is None else engine.select_device(device)
-    return evaluate_folders(model, folders, model.scale, tile=tile, device=dev, name=name)
+    return evaluate_folders(
+        model, folders, model.scale, tile=tile, device=dev, name=name, ensemble=ensemble
+    )
