@@ -309,20 +309,9 @@ def upscale(
 
 
 def _upscale_ndarray(array: np.ndarray, net: SRModel, options: dict) -> np.ndarray:
-    if array.dtype not in (np.uint8, np.uint16):
-        raise TypeError(f"expected a uint8 or uint16 array, got {array.dtype}")
+    colour, alpha = io.split_alpha(array)
     squeeze = array.ndim == 2
-    if squeeze:
-        array = array[:, :, None]
-    if array.ndim != 3 or array.shape[2] not in (1, 2, 3, 4):
-        raise ValueError(f"expected an array H x W x C with C in 1..4, got shape {array.shape}")
-    channels = array.shape[2]
-    alpha = array[:, :, -1] if channels in (2, 4) else None
-    colour = array[:, :, : channels - 1] if alpha is not None else array
-    alpha = None if alpha is None else np.ascontiguousarray(alpha)
-    pixels, alpha_out = engine.upscale_array(
-        np.ascontiguousarray(colour), net, alpha=alpha, **options
-    )
+    pixels, alpha_out = engine.upscale_array(colour, net, alpha=alpha, **options)
     if alpha_out is not None:
         pixels = np.concatenate([pixels, alpha_out[:, :, None]], axis=2)
     return pixels[:, :, 0] if squeeze else pixels

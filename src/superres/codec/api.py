@@ -284,14 +284,8 @@ def prepare(image: ImageInput) -> tuple[np.ndarray, bytes | None, bytes | None]:
     if isinstance(image, PILImage.Image):
         image = io.from_pil(image)
     elif isinstance(image, np.ndarray):
-        array = image[:, :, None] if image.ndim == 2 else image
-        if array.ndim != 3 or array.shape[2] not in (1, 2, 3, 4):
-            raise ConfigError(f"expected an array H x W x C with C in 1..4, got {image.shape}")
-        if array.dtype not in (np.uint8, np.uint16):
-            raise ConfigError(f"expected a uint8 or uint16 array, got {array.dtype}")
-        alpha = array[:, :, -1] if array.shape[2] in (2, 4) else None
-        colour = array[:, :, :-1] if alpha is not None else array
-        image = io.Image(pixels=np.ascontiguousarray(colour), alpha=alpha)
+        colour, alpha = io.split_alpha(image)
+        image = io.Image(pixels=colour, alpha=alpha)
     elif not isinstance(image, io.Image):
         raise TypeError(f"expected an Image, PIL image or numpy array, got {type(image).__name__}")
     pixels, alpha = image.pixels, image.alpha

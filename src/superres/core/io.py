@@ -44,7 +44,7 @@ import numpy as np
 from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 
-from superres.errors import ImageError
+from superres.errors import ConfigError, ImageError
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -673,6 +673,24 @@ def encode_image(image: Image, fmt: str, *, quality: int | None = None) -> bytes
     buffer = _bytesio.BytesIO()
     im.save(buffer, fmt, **options)
     return buffer.getvalue()
+
+
+def split_alpha(array: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """The one alpha split of an ``H x W [x C]`` uint8/uint16 array: C = 2 (grey + alpha)
+    and C = 4 (RGBA) give ``(colour H x W x C-1, alpha H x W)``, C = 1 and 3 give
+    ``(array H x W x C, None)``; both parts are contiguous.
+
+    Raises:
+        ConfigError: another dtype or channel count (a ``ValueError``).
+    """
+    if array.dtype not in (np.uint8, np.uint16):
+        raise ConfigError(f"expected a uint8 or uint16 array, got {array.dtype}")
+    pixels = array[:, :, None] if array.ndim == 2 else array
+    if pixels.ndim != 3 or pixels.shape[2] not in (1, 2, 3, 4):
+        raise ConfigError(f"expected an array H x W x C with C in 1..4, got shape {array.shape}")
+    if pixels.shape[2] in (1, 3):
+        return np.ascontiguousarray(pixels), None
+    return np.ascontiguousarray(pixels[:, :, :-1]), np.ascontiguousarray(pixels[:, :, -1])
 
 
 def _over_white(pixels: np.ndarray, alpha: np.ndarray) -> np.ndarray:

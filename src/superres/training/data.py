@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from superres.core.degrade import dihedral, list_images, load_hr, make_lr_array
+from superres.core.degrade import dihedral, list_images, load_hr, make_lr_array, modcrop
 
 __all__ = [
     "CodecDegradation",
@@ -84,9 +84,7 @@ def _load_one(path: Path, scale: int, cache_dir: Path | None) -> tuple[np.ndarra
                     return hr, lr
             except (OSError, ValueError):
                 pass  # a corrupt cache entry is rebuilt
-    hr = load_hr(path)
-    h, w = hr.shape[:2]
-    hr = np.ascontiguousarray(hr[: h - h % scale, : w - w % scale])
+    hr = np.ascontiguousarray(modcrop(load_hr(path), scale))
     if hr.shape[0] == 0 or hr.shape[1] == 0:
         return hr, np.zeros((0, 0, 3), np.uint8)
     lr = make_lr_array(hr, scale)
