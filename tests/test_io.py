@@ -14,6 +14,8 @@ from PIL import ImageCms
 
 from superres.apps.cli import main
 from superres.core import io
+from superres.core.io import read as io_read
+from superres.core.io import write as io_write
 
 RNG = np.random.default_rng(7)
 
@@ -259,8 +261,8 @@ def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(io, "_write_png", half_written)
-    monkeypatch.setattr(io, "encode_image", broken)
+    monkeypatch.setattr(io_write, "_write_png", half_written)
+    monkeypatch.setattr(io_write, "encode_image", broken)
     for name in ("x.png", "x.jpg"):
         with pytest.raises(
             io.ImageError, match=rf"x\.{name[2:]}: cannot write the image \(disk full\)"
@@ -271,7 +273,7 @@ def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
 
 def test_png_encoder_matches_pillow_decoding(monkeypatch):
     """Own PNG writer (Paeth rows, several bands): exact for every channel layout and depth."""
-    monkeypatch.setattr(io, "_PNG_BAND_BYTES", 500)  # a few rows per band
+    monkeypatch.setattr(io_write, "_PNG_BAND_BYTES", 500)  # a few rows per band
     for dtype in (np.uint8, np.uint16):
         peak = np.iinfo(dtype).max
         for channels, with_alpha in ((1, False), (1, True), (3, False), (3, True)):
@@ -446,13 +448,13 @@ def test_reading_leaves_pillows_bomb_limit_alone(monkeypatch):
     changed, not even for a moment, and does not decide what can be read."""
     monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 100)  # Pillow alone would refuse 768 px
     observed = []
-    real_open = io._open
+    real_open = io_read._open
 
     def spy(file):
         observed.append(PILImage.MAX_IMAGE_PIXELS)
         return real_open(file)
 
-    monkeypatch.setattr(io, "_open", spy)
+    monkeypatch.setattr(io_read, "_open", spy)
     rgb = _gradient()
     assert np.array_equal(io.read_image(_png_bytes(rgb)).pixels, rgb)
     assert observed and set(observed) == {100}
