@@ -360,3 +360,67 @@ def test_self_ensemble_through_the_api_and_the_cli(tmp_path, capsys):
     assert main(["upscale", str(src), "-o", str(tmp_path / "out.png"), "-m", "fast",
                  "--scale", "2", "--ensemble", "-q"]) == 0  # fmt: skip
     np.testing.assert_array_equal(np.asarray(PILImage.open(tmp_path / "out.png")), one)
+
+
+def _photo(seed: int = 6) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 256, (6, 6, 3)).astype(np.uint8)
+    return np.asarray(PILImage.fromarray(base).resize((36, 28), PILImage.BICUBIC))
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "lossy"),
+    [
+        ("in.jpg", {"quality": 75}, True),
+        ("in.webp", {"quality": 80}, True),
+        ("in.webp", {"lossless": True}, False),
+        ("in.png", {}, False),
+    ],
+)
+def test_the_default_model_follows_the_input(tmp_path, name, options, lossy):
+    """No model given: a lossy-coded input (JPEG, lossy WebP) gets the tier trained for
+    decoded input, a lossless one the quality tier; JobResult says which ran."""
+    src = tmp_path / name
+    PILImage.fromarray(_photo()).save(src, **options)
+    assert api.io.read_image(src).lossy is lossy
+    jobs = api.plan_jobs([src], tmp_path / "out.png")
+    (result,) = list(api.run_jobs(jobs))
+    assert result.status == "done" and result.lossy is lossy
+    assert result.model == ("codec x4" if lossy else "quality x4")
+    with PILImage.open(result.job.target) as im:
+        assert im.size == (144, 112)
+    # the same choice through upscale_file and upscale (a PIL image keeps its format)
+    tier = superres.load_model("codec" if lossy else "quality", scale=4)
+    expected = superres.upscale(np.asarray(PILImage.open(src).convert("RGB")), tier)
+    np.testing.assert_array_equal(np.asarray(PILImage.open(result.job.target)), expected)
+    with PILImage.open(src) as im:
+        np.testing.assert_array_equal(np.asarray(superres.upscale(im)), expected)
+
+
+def test_a_scale_the_decoded_input_tier_lacks_falls_back_to_quality(tmp_path):
+    src = tmp_path / "in.jpg"
+    PILImage.fromarray(_photo()).save(src, quality=75)
+    (result,) = list(api.run_jobs(api.plan_jobs([src], tmp_path / "o.png"), scale=3))
+    assert result.model == "quality x3"  # no codec x3 is shipped
+    assert api.default_model_for(api.io.read_image(src), 2) == "codec"
+    assert api.default_model_for(api.io.read_image(src), None, 3.5) == "codec"  # runs x4
+    assert api.default_model_for(None) == "quality"
+
+
+def test_the_cli_says_which_model_it_chose(tmp_path, capsys):
+    from superres.apps.cli import main
+
+    PILImage.fromarray(_photo()).save(tmp_path / "a.jpg", quality=75)
+    PILImage.fromarray(_photo(7)).save(tmp_path / "b.png")
+    assert main(["upscale", str(tmp_path / "a.jpg"), "-o", str(tmp_path / "a4.png")]) == 0
+    assert (
+        capsys.readouterr().err.strip().endswith("(model codec x4 (chosen for lossy-coded input))")
+    )
+    out = tmp_path / "both"
+    inputs = [str(tmp_path / "a.jpg"), str(tmp_path / "b.png")]
+    assert main(["upscale", *inputs, "-o", str(out), "-q"]) == 0
+    assert main(["upscale", *inputs, "-o", str(out), "--overwrite"]) == 0
+    assert "(models codec x4 for 1 lossy, quality x4 for 1)" in capsys.readouterr().err
+    assert main(["upscale", str(tmp_path / "a.jpg"), "-o", str(tmp_path / "q.png"),
+                 "-m", "quality"]) == 0  # fmt: skip
+    assert capsys.readouterr().err.strip().endswith("(model quality x4)")

@@ -67,6 +67,9 @@ __all__ = [
 
 ImageLike = TypeVar("ImageLike", PILImage.Image, np.ndarray)
 SCALES = (2, 3, 4)
+#: The tier trained for codec-decoded input: the default for a lossy-coded input (JPEG, lossy
+#: WebP, AVIF), whose blocking and ringing the clean-input tier would sharpen.
+DECODED_INPUT_TIER = "codec"
 Progress = Callable[[int, int], None]
 
 
@@ -202,6 +205,7 @@ def resolve_model(
     outscale: float | None = None,
     *,
     device: str | None = None,
+    image: io.Image | None = None,
 ) -> tuple[SRModel, float | None]:
     """The model an upscale runs and the resize still needed after it.
 
@@ -216,6 +220,9 @@ def resolve_model(
             the output is resized to ``outscale`` when the model's scale differs.
         device: Where a model loaded here is put (None: automatic); a loaded model is left
             where it is.
+        image: The input, when known: with ``model=None`` a lossy-coded input
+            (``image.lossy``) gets :data:`DECODED_INPUT_TIER` when it is shipped at the scale
+            that would run, a lossless one the default tier (see :func:`default_model_for`).
 
     Returns:
         ``(model, resize)``: ``resize`` is None when the model's own scale is the output
@@ -235,7 +242,7 @@ def resolve_model(
             raise ScaleError(name, model.scale, wanted)
         net = model
     else:
-        text = zoo.default_model_name() if model is None else os.fspath(model)
+        text = default_model_for(image, wanted, outscale) if model is None else os.fspath(model)
         auto = "auto" if device is None else device
         if text in zoo.available_names() and wanted is None:
             target = 4.0 if outscale is None else outscale
@@ -248,6 +255,37 @@ def resolve_model(
     if outscale is None or abs(outscale - net.scale) < 1e-9:
         return net, None
     return net, outscale
+
+
+def _run_scale(name: str, wanted: int | None, outscale: float | None) -> int | None:
+    """The shipped scale :func:`resolve_model` loads for ``name`` (None: not shipped)."""
+    have = sorted({w.scale for w in zoo.shipped_weights() if w.name == name})
+    if wanted is not None:
+        return wanted if wanted in have else None
+    if not have:
+        return None
+    target = 4.0 if outscale is None else float(outscale)
+    return ([s for s in have if s >= target - 1e-9] or [max(have)])[0]
+
+
+def default_model_for(
+    image: io.Image | None, scale: int | None = None, outscale: float | None = None
+) -> str:
+    """The shipped tier that runs when no model is given: :data:`DECODED_INPUT_TIER` for a
+    lossy-coded input (JPEG, lossy WebP, AVIF) when it is shipped at the scale that would
+    run, else the default tier (quality). Numpy arrays and unknown inputs are lossless."""
+    default = zoo.default_model_name()
+    if image is None or not image.lossy or DECODED_INPUT_TIER not in zoo.available_names():
+        return default
+    wanted = _int_scale(scale)
+    run = _run_scale(default, wanted, outscale) or wanted
+    have = run is not None and _run_scale(DECODED_INPUT_TIER, run, None) is not None
+    return DECODED_INPUT_TIER if have else default
+
+
+def model_label(model: SRModel) -> str:
+    """``"quality x4"``: a model's name (or architecture) and scale, as summaries print it."""
+    return f"{model.metadata.get('name', model.arch)} x{model.scale}"
 
 
 def model_for_scale(
@@ -295,13 +333,14 @@ def upscale(
         The same kind as ``image``: a PIL image (ICC profile and EXIF kept) or an array of
         the same dtype and channel layout.
     """
-    net, resize = resolve_model(model, scale, outscale, device=device)
+    source = io.from_pil(image) if isinstance(image, PILImage.Image) else None
+    net, resize = resolve_model(model, scale, outscale, device=device, image=source)
     options = dict(
         tile=tile, overlap=overlap, device=device, outscale=resize, progress=progress,
         ensemble=ensemble,
     )  # fmt: skip
-    if isinstance(image, PILImage.Image):
-        out = engine.upscale_image(io.from_pil(image), net, **options)
+    if source is not None:
+        out = engine.upscale_image(source, net, **options)
         return io.to_pil(out)
     if isinstance(image, np.ndarray):
         return _upscale_ndarray(image, net, options)
@@ -327,15 +366,20 @@ def _upscale_image(
     device: str | None,
     progress: Progress | None,
     ensemble: bool = False,
-) -> io.Image:
-    """Read ``source`` and upscale it; settings are checked before anything is decoded."""
+) -> tuple[io.Image, SRModel]:
+    """Read ``source`` and upscale it: ``(result, the model that ran)``. Settings are checked
+    before anything is decoded; with ``model=None`` the tier is chosen by the input
+    (:func:`default_model_for`)."""
     net, resize = resolve_model(model, scale, outscale, device=device)
     image = io.read_image(source)
+    if model is None:
+        net, resize = resolve_model(None, scale, outscale, device=device, image=image)
     try:
-        return engine.upscale_image(
+        result = engine.upscale_image(
             image, net, tile=tile, overlap=overlap, device=device, outscale=resize,
             progress=progress, ensemble=ensemble,
         )  # fmt: skip
+        return result, net
     except MemoryError:
         raise ImageError(io.source_name(source), "out of memory while upscaling") from None
     except ValueError as err:  # tile/overlap settings the image cannot use
@@ -379,7 +423,9 @@ def upscale_bytes(
     fmt = io.output_format(format)
     if quality is not None and not 1 <= int(quality) <= 100:
         raise ConfigError(f"quality must be between 1 and 100, got {quality}")
-    result = _upscale_image(data, model, scale, outscale, tile, overlap, device, progress, ensemble)
+    result, _ = _upscale_image(
+        data, model, scale, outscale, tile, overlap, device, progress, ensemble
+    )
     return io.encode_image(result, fmt, quality=quality)
 
 
@@ -441,14 +487,39 @@ def upscale_file(
             output folder that cannot be created.
         ConfigError: a scale, outscale, tile or overlap the model or image cannot use.
     """
-    target = Path(dst)
+    return _upscale_file(
+        src, Path(dst), model, scale, outscale, overwrite, tile, overlap, device, quality,
+        make_folders, progress, ensemble,
+    )[0]  # fmt: skip
+
+
+def _upscale_file(
+    src: io.ImageSource,
+    target: Path,
+    model: SRModel | str | os.PathLike[str] | None,
+    scale: int | None,
+    outscale: float | None,
+    overwrite: bool,
+    tile: int | None,
+    overlap: int | None,
+    device: str | None,
+    quality: int | None,
+    make_folders: bool,
+    progress: Progress | None,
+    ensemble: bool,
+) -> tuple[Path, SRModel, bool]:
+    """:func:`upscale_file`, also returning the model that ran and whether the input was
+    lossy-coded."""
     if quality is not None and not 1 <= int(quality) <= 100:
         raise ConfigError(f"quality must be between 1 and 100, got {quality}")
     if isinstance(src, (str, os.PathLike)) and (not Path(src).exists() or Path(src).is_dir()):
         io.read_image(src)  # raises the one-line error for a missing path or a folder
     _check_target(target, overwrite, make_folders)
-    result = _upscale_image(src, model, scale, outscale, tile, overlap, device, progress, ensemble)
-    return io.write_image(target, result, overwrite=overwrite, quality=quality)
+    result, net = _upscale_image(
+        src, model, scale, outscale, tile, overlap, device, progress, ensemble
+    )
+    path = io.write_image(target, result, overwrite=overwrite, quality=quality)
+    return path, net, result.lossy
 
 
 # --------------------------------------------------------------------------- batches
@@ -470,6 +541,10 @@ class JobResult:
     job: Job
     status: Literal["done", "skipped", "failed"]
     error: SuperresError | None = None
+    #: The model that ran (``"codec x4"``, see :func:`model_label`); empty unless done.
+    model: str = ""
+    #: Whether the input was lossy-coded (``io.Image.lossy``); False unless done.
+    lossy: bool = False
 
 
 def output_suffix(source: str | os.PathLike[str], ext: str = "auto") -> str:
@@ -589,7 +664,9 @@ def run_jobs(
     An existing output is skipped unless ``overwrite``; a job that fails (unreadable input,
     an output folder that cannot be created, out of memory...) is reported and the batch
     goes on. The model is resolved once, before the first job (settings errors such as an
-    unknown model or a scale the model lacks are raised, not yielded).
+    unknown model or a scale the model lacks are raised, not yielded); with ``model=None``
+    each input gets the tier that suits it (:func:`default_model_for`: the decoded-input
+    tier for lossy-coded files), and ``JobResult.model`` says which ran.
 
     Args:
         progress: Optional ``callback(job, done_tiles, total_tiles)``.
@@ -598,6 +675,7 @@ def run_jobs(
     net, resize = resolve_model(model, scale, outscale, device=device)
     if device is not None and net.device != engine.select_device(device):
         net = copy.deepcopy(net).to(engine.select_device(device))  # once, not per image
+    chosen: SRModel | None = net if model is not None else None  # None: chosen per input
     for job in jobs:
         if job.target.exists() and not overwrite:
             yield JobResult(job, "skipped", ImageError(job.target, "output exists"))
@@ -609,14 +687,15 @@ def run_jobs(
                 progress(job, done, total)
 
         try:
-            upscale_file(
-                job.source, job.target, net, outscale=resize, overwrite=overwrite, tile=tile,
-                overlap=overlap, quality=quality, progress=tiles, ensemble=ensemble,
+            _, ran, lossy = _upscale_file(
+                job.source, job.target, chosen, scale if chosen is None else None,
+                outscale if chosen is None else resize, overwrite, tile, overlap,
+                device if chosen is None else None, quality, True, tiles, ensemble,
             )  # fmt: skip
         except SuperresError as err:
             yield JobResult(job, "failed", err)
             continue
-        yield JobResult(job, "done")
+        yield JobResult(job, "done", model=model_label(ran), lossy=lossy)
 
 
 # --------------------------------------------------------------------------- evaluation

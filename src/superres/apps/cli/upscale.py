@@ -193,9 +193,13 @@ def run(args: argparse.Namespace) -> int:
         tile_bar.refresh()
 
     counts = {"done": 0, "skipped": 0, "failed": 0}
+    ran: dict[str, int] = {}  # model label -> inputs it upscaled
+    lossy: dict[str, int] = {}  # model label -> lossy-coded inputs among them
     try:
+        auto = args.model is None and backend == "torch"  # the tier is chosen per input
         results = api.run_jobs(
-            jobs, model, outscale=resize, overwrite=args.overwrite, tile=args.tile,
+            jobs, None if auto else model, scale=args.scale if auto else None,
+            outscale=args.outscale if auto else resize, overwrite=args.overwrite, tile=args.tile,
             overlap=args.overlap, quality=args.quality, progress=on_tile,
             ensemble=args.ensemble,
         )  # fmt: skip
@@ -203,6 +207,9 @@ def run(args: argparse.Namespace) -> int:
             for tile_bar in tiles.values():
                 tile_bar.close()
             counts[result.status] += 1
+            if result.status == "done":
+                ran[result.model] = ran.get(result.model, 0) + 1
+                lossy[result.model] = lossy.get(result.model, 0) + result.lossy
             if result.status == "skipped":
                 tqdm.write(f"skipped {result.job.target}: exists (use --overwrite)",
                            file=sys.stderr)  # fmt: skip
@@ -217,11 +224,25 @@ def run(args: argparse.Namespace) -> int:
             tile_bar.close()
         bar.close()
     if not args.quiet:
-        name = model.metadata.get("name", model.arch)
         print(
             f"{counts['done']} upscaled, {counts['skipped']} skipped, {counts['failed']} failed "
-            f"(model {name} x{model.scale}{', onnxruntime' if backend == 'onnx' else ''}"
+            f"({_models_used(ran, lossy, api.model_label(model), auto)}"
+            f"{', onnxruntime' if backend == 'onnx' else ''}"
             f"{f', resized to x{resize:g}' if resize else ''})",
             file=sys.stderr,
         )
     return EXIT_FAILED if counts["failed"] else EXIT_OK
+
+
+def _models_used(ran: dict[str, int], lossy: dict[str, int], planned: str, auto: bool) -> str:
+    """``model quality x4``, or for a default run that chose by input, e.g. ``model codec x4
+    (chosen for lossy-coded input)`` or ``models quality x4 for 2, codec x4 for 1 lossy``."""
+    if not ran:
+        return f"model {planned}"
+    if len(ran) == 1:
+        label = next(iter(ran))
+        reason = " (chosen for lossy-coded input)" if auto and lossy.get(label) else ""
+        return f"model {label}{reason}"
+    parts = [f"{label} for {n}" + (" lossy" if lossy.get(label) == n else "")
+             for label, n in ran.items()]  # fmt: skip
+    return "models " + ", ".join(parts)

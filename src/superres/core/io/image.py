@@ -64,6 +64,10 @@ class Image:
         icc_profile: ICC profile bytes to copy to the output, or None.
         exif: EXIF bytes (orientation already applied and reset), or None.
         mode: Pillow mode of the source file (informational, e.g. ``"P"``, ``"CMYK"``).
+        source_format: Pillow's name of the source file's format (``"JPEG"``, ``"PNG"``...),
+            empty when the image did not come from a file.
+        lossy: Whether the source was coded lossily (JPEG, lossy WebP, AVIF): its pixels
+            carry codec artefacts, which a network trained for decoded input restores best.
     """
 
     pixels: np.ndarray
@@ -71,6 +75,8 @@ class Image:
     icc_profile: bytes | None = None
     exif: bytes | None = None
     mode: str = ""
+    source_format: str = ""
+    lossy: bool = False
 
     def __post_init__(self) -> None:
         p = self.pixels

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io as _bytesio
 import os
 import struct
@@ -147,8 +148,11 @@ def read_image(source: ImageSource, *, limit: int | None = None) -> Image:
                 im.seek(0)  # animated or multi-page: the first frame
             low = _low_bytes(opener, im)
             grey = _grey_source(im)  # (the tile list is gone after loading)
+            fmt = str(im.format or "")
+            lossy = fmt in LOSSY_FORMATS and not (fmt == "WEBP" and _webp_lossless(opener))
             _load(label, im)
-            return _to_image(label, im, low, grey)
+            image = _to_image(label, im, low, grey)
+            return dataclasses.replace(image, source_format=fmt, lossy=lossy)
     except ImageError:
         raise
     except PILImage.DecompressionBombError:
@@ -162,6 +166,33 @@ def read_image(source: ImageSource, *, limit: int | None = None) -> Image:
         raise ImageError(label, "out of memory while decoding") from None
     except (OSError, ValueError, SyntaxError, struct.error, EOFError, IndexError) as err:
         raise ImageError(label, f"cannot decode the image ({describe_error(err)})") from None
+
+
+#: Formats whose files are (nearly always) coded lossily. WebP is checked for its lossless
+#: bitstream; lossless AVIF (rare: 4:4:4 with identity matrix) is counted as lossy.
+LOSSY_FORMATS = ("JPEG", "MPO", "WEBP", "AVIF")
+
+
+def _webp_lossless(opener: Callable[[], BinaryIO]) -> bool:
+    """Whether a WebP file's image bitstream is ``VP8L`` (lossless) rather than ``VP8 ``.
+
+    Walks the RIFF chunks (``VP8X`` files carry the bitstream after their feature chunks).
+    """
+    with opener() as file:
+        head = file.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WEBP":
+            return False
+        for _ in range(64):
+            chunk = file.read(8)
+            if len(chunk) < 8:
+                return False
+            kind, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+            if kind == b"VP8L":
+                return True
+            if kind == b"VP8 ":
+                return False
+            file.seek(size + (size & 1), 1)
+    return False
 
 
 def _load(path: Path, im: PILImage.Image) -> None:
@@ -334,4 +365,10 @@ def from_pil(im: PILImage.Image) -> Image:
     if not isinstance(im, PILImage.Image):
         raise TypeError(f"expected a PIL image, got {type(im).__name__}")
     im.load()
-    return _to_image(Path(getattr(im, "filename", "") or "<PIL image>"), im, None)
+    image = _to_image(Path(getattr(im, "filename", "") or "<PIL image>"), im, None)
+    fmt = str(getattr(im, "format", None) or "")
+    lossy = fmt in LOSSY_FORMATS
+    filename = getattr(im, "filename", "")
+    if fmt == "WEBP" and filename and Path(filename).is_file():  # else counted as lossy
+        lossy = not _webp_lossless(lambda: open(filename, "rb"))  # noqa: SIM115
+    return dataclasses.replace(image, source_format=fmt, lossy=lossy)
