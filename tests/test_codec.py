@@ -45,6 +45,10 @@ PATTERN = Path(__file__).resolve().parents[1] / "examples" / "pattern.png"
 #: x2, bicubic, with ICC and EXIF sections.
 V1_FIXTURE = Path(__file__).resolve().parent / "data" / "v1_jpeg_x2_bicubic.srz"
 V1_PIXELS_SHA256 = "f1eae312aa146b64b6ee288861b577bc1bbdcb03a9498baa4605da5a0f5b397c"
+#: Written by the version 2 container (before the section table): the top-left 48x40 of
+#: examples/pattern.png, webp q60, x2, bicubic, with ICC and EXIF sections.
+V2_FIXTURE = Path(__file__).resolve().parent / "data" / "v2_webp_x2_bicubic.srz"
+V2_PIXELS_SHA256 = "b2d3cbf5220bc5e634874782775a1d93c879eaf008f740bf757b58e67a7fb97f"
 ICC = b"fake icc profile " * 3
 EXIF = b"Exif\x00\x00MM\x00*\x00\x00\x00\x08\x00\x00"
 
@@ -488,6 +492,24 @@ def test_version_1_fixture_still_decodes():
     # The same image in the current version: the same pixels, 4 bytes more.
     current = pack(header, payload, icc, exif)
     assert len(current) == len(data) + TRAILER_SIZE and current[3] == VERSION
+    assert np.array_equal(decompress(current, device="cpu").pixels, out.pixels)
+
+
+def test_version_2_fixture_still_decodes():
+    """A file written before the section table decodes to the same pixels as then."""
+    data = V2_FIXTURE.read_bytes()
+    assert data[3] == 2 and len(data) == 359
+    header, payload, icc, exif = unpack(data)
+    assert (header.width, header.height, header.scale, header.codec, header.model) == (
+        48, 40, 2, "webp", "bicubic",
+    )  # fmt: skip
+    out = decompress(data, device="cpu")
+    assert out.pixels.shape == (40, 48, 3) and out.mode == "RGB"
+    assert hashlib.sha256(out.pixels.tobytes()).hexdigest() == V2_PIXELS_SHA256
+    assert out.icc_profile == b"v2 fixture icc" and exif.startswith(b"Exif")
+    assert pack(header, payload, icc, exif, version=2) == data  # v2 is reproduced exactly
+    current = pack(header, payload, icc, exif)
+    assert current[3] == VERSION
     assert np.array_equal(decompress(current, device="cpu").pixels, out.pixels)
 
 
