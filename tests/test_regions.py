@@ -378,3 +378,81 @@ def test_draw_tints_tiles_and_outlines_the_mask() -> None:
     assert picture[60, 60, 0] > picture[60, 60, 2]  # class 3: red
     assert (picture[16, 20] == 255).all()  # the outline
     assert regions.draw(image[:, :, 0], region_map.resize((32, 32))).shape == (64, 64, 3)
+
+
+# --------------------------------------------------------------------------- superres regions
+
+
+def _cli(argv: list[str], capsys) -> tuple[int, str, str]:
+    from superres.apps.cli.main import main
+
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_regions_draws_the_map_and_prints_the_histogram(tmp_path, capsys) -> None:
+    source = dataset("Kodak24") / "kodim23.png"
+    out = tmp_path / "map.png"
+    mask = tmp_path / "mask.png"
+    PILImage.fromarray(_rect_mask(16, 24, (4, 6, 12, 18))).save(mask)
+    code, stdout, err = _cli([
+        "regions", str(source), "-o", str(out), "--tile", "64", "--classes", "4",
+        "--mask", str(mask),
+    ], capsys)  # fmt: skip
+    assert code == 0, err
+    picture = read_image(out)
+    assert (picture.width, picture.height) == (768, 512)
+    lines = stdout.splitlines()
+    assert lines[0] == f"{out}: 768x512, 12x8 tiles of 64 px"
+    counts = [int(line.split(": ")[1].split()[0]) for line in lines[1:5]]
+    assert [line.split()[2] for line in lines[1:5]] == ["(blue,", "(green,", "(yellow,", "(red,"]
+    assert sum(counts) == 96
+    assert lines[5].startswith(f"  mask {mask}: 25.0 %")
+
+    code, stdout, err = _cli(["regions", str(source), "-o", str(out), "--mask", "auto", "-q",
+                              "--overwrite"], capsys)  # fmt: skip
+    assert code == 0 and stdout == "" and err == ""
+
+
+@pytest.mark.parametrize(
+    "extra, problem, status",
+    [
+        ([], "output exists (use --overwrite to replace it)", 1),
+        (["--mask", "{text}"], "{text}: not an image file", 1),
+        (["--mask", "{black}"], "{black}: the mask selects nothing (it is all black)", 1),
+        (["--mask", "{missing}"], "{missing}: ", 1),
+        (["--classes", "9"], "--classes must be 1 to 6, got 9", 2),
+        (["--tile", "0"], "--tile: expected a positive integer, got '0'", 2),
+        (["--fraction", "2"], "--fraction: expected a number in (0, 1], got '2'", 2),
+    ],
+)
+def test_cli_regions_refuses_bad_input_in_one_line(tmp_path, capsys, extra, problem, status):
+    image = tmp_path / "in.png"
+    PILImage.fromarray(_texture(40, 60)).save(image)
+    text = tmp_path / "notes.txt"
+    text.write_text("hello\n")
+    black = tmp_path / "black.png"
+    PILImage.new("1", (8, 8)).save(black)
+    names = {"text": text, "black": black, "missing": tmp_path / "missing.png"}
+    out = tmp_path / "map.png"
+    if not extra:
+        out.write_bytes(b"keep")
+    argv = ["regions", str(image), "-o", str(out), *(e.format(**names) for e in extra)]
+    code, stdout, err = _cli(argv, capsys)
+    assert code == status
+    assert err.count("\n") == 1 and err.startswith("superres: error: ")
+    assert problem.format(**names) in err
+    if extra:
+        assert not out.exists()
+    else:
+        assert out.read_bytes() == b"keep"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_cli_regions_refuses_an_unreadable_input(tmp_path, capsys) -> None:
+    bad = tmp_path / "in.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    code, _, err = _cli(["regions", str(bad), "-o", str(tmp_path / "map.png")], capsys)
+    assert code == 1 and err.startswith(f"superres: error: {bad}: ") and err.count("\n") == 1
+    assert not (tmp_path / "map.png").exists()

@@ -49,6 +49,7 @@ __all__ = [
     "draw",
     "load_mask",
     "luma",
+    "palette",
     "region_of_interest",
     "saliency",
     "tile_means",
@@ -66,15 +67,25 @@ REFERENCE_QUANTILES: tuple[float, ...] = (
     0.0771, 0.0879, 0.0991, 0.111, 0.125, 0.14, 0.159, 0.185, 0.227, 0.59,
 )  # fmt: skip
 
-#: RGB colour of each difficulty class in pictures, easiest first (more classes repeat).
-CLASS_COLOURS: tuple[tuple[int, int, int], ...] = (
-    (40, 110, 230),  # blue: flat
-    (40, 200, 90),  # green
-    (250, 200, 30),  # yellow
-    (240, 60, 40),  # red: hardest
-    (190, 60, 220),
-    (30, 200, 220),
-)
+#: Colours of the difficulty classes in pictures, by name; :func:`palette` picks from them
+#: so that the easiest class is always blue and the hardest red.
+CLASS_COLOURS: dict[str, tuple[int, int, int]] = {
+    "blue": (40, 110, 230),
+    "cyan": (30, 200, 220),
+    "green": (40, 200, 90),
+    "yellow": (250, 200, 30),
+    "orange": (250, 130, 20),
+    "red": (240, 40, 40),
+}
+
+_PALETTES = {
+    1: ("blue",),
+    2: ("blue", "red"),
+    3: ("blue", "yellow", "red"),
+    4: ("blue", "green", "yellow", "red"),
+    5: ("blue", "green", "yellow", "orange", "red"),
+    6: ("blue", "cyan", "green", "yellow", "orange", "red"),
+}
 
 _MAP_MAGIC = b"SRRM"
 _MAP_VERSION = 1
@@ -716,6 +727,17 @@ class RegionMap:
 # --------------------------------------------------------------------------- pictures
 
 
+def palette(classes: int) -> tuple[str, ...]:
+    """Colour names (keys of :data:`CLASS_COLOURS`) of ``classes`` classes, easiest first.
+
+    Raises:
+        ConfigError: ``classes`` outside 1..6.
+    """
+    if classes not in _PALETTES:
+        raise ConfigError(f"pictures show 1 to {len(_PALETTES)} classes, got {classes}")
+    return _PALETTES[classes]
+
+
 def _outline(mask: np.ndarray, width: int) -> np.ndarray:
     """Pixels of ``mask`` within ``width`` of its boundary (inside the region)."""
     inner = mask.copy()
@@ -734,7 +756,8 @@ def draw(
     grid: bool = True,
 ) -> np.ndarray:
     """A picture of ``region_map`` over ``image``: each tile tinted with its class colour
-    (:data:`CLASS_COLOURS`, translucent), thin tile borders, and the mask's outline.
+    (:func:`palette` of the map's classes, translucent), thin tile borders, and the mask's
+    outline.
 
     Args:
         image: ``H x W [x C]`` uint8, uint16 or float in [0, 1]; drawn as RGB 8-bit.
@@ -745,6 +768,9 @@ def draw(
 
     Returns:
         ``H x W x 3`` uint8.
+
+    Raises:
+        ConfigError: a bad image array, or a map of more than 6 classes.
     """
     a = np.asarray(image)
     rgb = a if a.ndim == 3 else a[:, :, None]
@@ -759,9 +785,9 @@ def draw(
     out = rgb.astype(np.float32)
     if region_map.classes is not None:
         classes = region_map.class_map((h, w))
-        palette = np.array([CLASS_COLOURS[i % len(CLASS_COLOURS)] for i in range(256)],
-                           np.float32)  # fmt: skip
-        out = (1.0 - opacity) * out + opacity * palette[classes]
+        names = palette(region_map.n_classes)
+        colours = np.array([CLASS_COLOURS[n] for n in names], np.float32)
+        out = (1.0 - opacity) * out + opacity * colours[classes]
         if grid:
             edge = np.zeros((h, w), bool)
             edge[1:, :] |= classes[1:, :] != classes[:-1, :]

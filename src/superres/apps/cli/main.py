@@ -14,14 +14,37 @@ import sys
 from collections.abc import Sequence
 
 from superres import __version__
-from superres.apps.cli import bench, compress, decompress, export, models, rd, train, upscale
+from superres.apps.cli import (
+    bench,
+    compress,
+    decompress,
+    explain,
+    export,
+    models,
+    rd,
+    regions,
+    train,
+    upscale,
+)
 from superres.apps.cli import eval as evaluate
 from superres.apps.cli.common import EXIT_FAILED, EXIT_USAGE, Parser, UsageError, error
 
 __all__ = ["build_parser", "main"]
 
 #: The subcommands, in the order ``--help`` lists them.
-COMMANDS = (upscale, evaluate, compress, decompress, rd, export, bench, models, train)
+COMMANDS = (
+    upscale,
+    evaluate,
+    compress,
+    decompress,
+    rd,
+    export,
+    bench,
+    models,
+    train,
+    regions,
+    explain,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
