@@ -189,3 +189,12 @@ def test_cli_explain_refuses_bad_input_in_one_line(tmp_path, capsys, argv, probl
     assert code == status
     assert err.count("\n") == 1 and problem.format(text=text) in err
     assert not out.exists()
+
+
+def test_cli_explain_help_has_examples(capsys) -> None:
+    from superres.apps.cli.main import main
+
+    with pytest.raises(SystemExit):
+        main(["explain", "--help"])
+    text = capsys.readouterr().out
+    assert "superres explain photo.png -o" in text.split("examples:", 1)[1]

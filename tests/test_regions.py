@@ -402,7 +402,7 @@ def test_cli_regions_draws_the_map_and_prints_the_histogram(tmp_path, capsys) ->
     ], capsys)  # fmt: skip
     assert code == 0, err
     picture = read_image(out)
-    assert (picture.width, picture.height) == (768, 512)
+    assert (picture.width, picture.height) == (768, 512 + 28)  # the legend strip
     lines = stdout.splitlines()
     assert lines[0] == f"{out}: 768x512, 12x8 tiles of 64 px"
     counts = [int(line.split(": ")[1].split()[0]) for line in lines[1:5]]
@@ -411,8 +411,33 @@ def test_cli_regions_draws_the_map_and_prints_the_histogram(tmp_path, capsys) ->
     assert lines[5].startswith(f"  mask {mask}: 25.0 %")
 
     code, stdout, err = _cli(["regions", str(source), "-o", str(out), "--mask", "auto", "-q",
-                              "--overwrite"], capsys)  # fmt: skip
+                              "--overwrite", "--no-legend"], capsys)  # fmt: skip
     assert code == 0 and stdout == "" and err == ""
+    assert read_image(out).height == 512
+
+
+def test_legend_names_each_class_in_its_colour() -> None:
+    region_map = regions.RegionMap(
+        size=(64, 64), tile=32, classes=np.array([[0, 1], [2, 2]], np.uint8),
+        thresholds=(0.03, 0.1), mask=np.ones((4, 4), bool),
+    )  # fmt: skip
+    strip = regions.legend(region_map, 400, mask_label="region of interest")
+    assert strip.shape == (28, 400, 3) and strip.dtype == np.uint8
+    colours = {tuple(c) for c in strip.reshape(-1, 3).tolist()}
+    for name in regions.palette(3):
+        assert regions.CLASS_COLOURS[name] in colours
+    assert regions.palette(3) == ("blue", "yellow", "red")
+    with pytest.raises(ConfigError, match="1 to 6 classes"):
+        regions.palette(7)
+
+
+def test_cli_regions_help_has_examples(capsys) -> None:
+    from superres.apps.cli.main import main
+
+    with pytest.raises(SystemExit):
+        main(["regions", "--help"])
+    text = capsys.readouterr().out
+    assert "superres regions photo.png -o" in text.split("examples:", 1)[1]
 
 
 @pytest.mark.parametrize(

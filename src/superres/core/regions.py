@@ -8,11 +8,13 @@ Data flow::
     classes + mask --RegionMap (resolution-independent, to_bytes/to_dict)--> routing, bits
     image + RegionMap --draw--> picture (translucent class colours, mask outline)
 
-Everything here is training-free and cheap (numpy and the package's one resampler): on this
-project's machine (2 x86-64 cores, busy with other work) :func:`difficulty` takes about
-3 ms and :func:`saliency` about 10 ms on a 768x512 RGB image, against about 1.5 s for the
-quality tier at x4 on the same input (``benchmarks/region_pictures.py --timing``): 0.2 %
-and 0.7 %.
+Everything here is training-free and cheap (numpy and torch built-ins). Measured by
+``python benchmarks/region_pictures.py --timing`` on Kodak ``kodim23`` (768x512) in one
+process on this project's machine (2 x86-64 cores, shared with two training jobs at the
+time): :func:`difficulty` 1.6 ms, :func:`saliency` 12 ms, a whole :class:`RegionMap` with
+:func:`auto_mask` 24 ms, against 4.7 s for the quality tier at x4 on the same input (0.03 %,
+0.26 % and 0.51 %; against about 1.5 s, README's idle-machine 640x480 figure scaled by the
+pixel count, 0.1 %, 0.8 % and 1.6 %).
 
 Errors a user can cause are :class:`~superres.errors.ImageError` (a mask file that is
 missing, unreadable, not an image, or all black; the message names the file) or
@@ -47,6 +49,7 @@ __all__ = [
     "default_thresholds",
     "difficulty",
     "draw",
+    "legend",
     "load_mask",
     "luma",
     "palette",
@@ -154,7 +157,7 @@ def difficulty(lr: np.ndarray, tile: int) -> np.ndarray:
     images: a flat tile scores 0, fine texture a few hundredths to tenths (see
     :data:`REFERENCE_QUANTILES`). Each tile's score depends only on the pixels of the tile
     and its one-pixel border, so it does not change when the image around it is cropped.
-    About 3 ms on a 768x512 RGB image on 2 cores (0.2 % of the quality tier's x4 time).
+    About 2 ms on a 768x512 RGB image (under 0.1 % of the quality tier's x4 time).
 
     Args:
         lr: The image to route, ``H x W [x C]``, uint8, uint16 or float in [0, 1].
@@ -362,7 +365,8 @@ def saliency(image: np.ndarray, *, side: int = SALIENCY_SIDE, sigma: float = 2.5
     luma -> resize to ``side`` px long side -> FFT: log amplitude A, phase P ->
     R = A - mean3x3(A) -> |IFFT(exp(R + iP))|^2 -> Gaussian(``sigma``) -> [0, 1] -> resize
     to the image. What stands out from the image's average spectrum (an object on a plain
-    background, a sign, a face in a scene) scores high. About 10 ms on a 768x512 image.
+    background, a sign, a face in a scene) scores high. About 12 ms on a 768x512 image
+    (under 1 % of the quality tier's x4 time).
 
     Args:
         image: ``H x W [x C]`` uint8, uint16 or float in [0, 1].
@@ -805,3 +809,40 @@ def draw(
         out[halo] = 0.3 * out[halo]
         out[_outline(mask, width)] = np.asarray(outline, np.float32)
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def legend(
+    region_map: RegionMap, width: int, *, mask_label: str | None = None, height: int = 28
+) -> np.ndarray:
+    """A strip (``height x width x 3`` uint8, dark) naming each class with its colour, its
+    difficulty range and its share of tiles, and the mask outline (``mask_label``); put it
+    under :func:`draw`'s picture."""
+    from PIL import ImageDraw, ImageFont
+
+    strip = PILImage.new("RGB", (max(1, width), height), (24, 24, 28))
+    pen = ImageDraw.Draw(strip)
+    size = max(9, height // 2)
+    try:
+        font = ImageFont.load_default(size=size)
+    except (TypeError, OSError):
+        font = ImageFont.load_default()
+    x, y = 6, (height - size) // 2
+    histogram = region_map.histogram()
+    total = max(1, int(histogram.sum()))
+    if region_map.classes is not None:
+        names = palette(region_map.n_classes)
+        bounds = (0.0, *region_map.thresholds, None)
+        for k, name in enumerate(names):
+            pen.rectangle((x, y, x + size, y + size), fill=CLASS_COLOURS[name])
+            lo, hi = bounds[k], bounds[k + 1]
+            if hi is None:
+                rule = "all" if k == 0 else f"d >= {lo:.3g}"
+            else:
+                rule = f"d < {hi:.3g}" if k == 0 else f"{lo:.3g} <= d < {hi:.3g}"
+            text = f"{rule}: {100 * int(histogram[k]) / total:.0f} %"
+            pen.text((x + size + 4, y - 1), text, fill=(235, 235, 235), font=font)
+            x += size + 4 + int(pen.textlength(text, font=font)) + 14
+    if region_map.mask is not None and mask_label:
+        pen.line((x, y + size // 2, x + 2 * size, y + size // 2), fill=(255, 255, 255), width=2)
+        pen.text((x + 2 * size + 4, y - 1), mask_label, fill=(235, 235, 235), font=font)
+    return np.asarray(strip)

@@ -14,11 +14,11 @@ examples:
   superres regions photo.png -o map.png --tile 16 --classes 4 --mask auto
   superres regions scan.png -o map.png --mask lesion_mask.png --overwrite
 
-Each tile is tinted by its difficulty class (the mean absolute Laplacian of the luma;
-blue = flat ... red = hardest); the classes cut the difficulty of natural training
-images into equal shares, so they mean the same on every image. --mask draws the region
-of interest as an outline: a greyscale or 1-bit image of any size (white = interest), or
-'auto' for spectral-residual saliency.
+Each tile is tinted by its difficulty class (d, the mean absolute Laplacian of the
+luma; blue = flat ... red = hardest; a strip under the picture names them). The classes
+cut the difficulty of natural training images into equal shares, so they mean the same
+on every image. --mask draws the region of interest as an outline: a greyscale or 1-bit
+image of any size (white = interest), or 'auto' for spectral-residual saliency.
 """
 
 
@@ -56,6 +56,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         metavar="F",
         help="share of the image --mask auto selects (default 0.25)",
     )
+    rg.add_argument(
+        "--no-legend",
+        action="store_true",
+        help="leave out the strip under the picture that names the classes",
+    )
     rg.add_argument("--overwrite", action="store_true", help="replace an existing output")
     add_quiet(rg, "print nothing on success")
     rg.set_defaults(func=run)
@@ -64,6 +69,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
+
+    import numpy as np
 
     from superres.core import regions
     from superres.core.io import Image, output_format, read_image, write_image
@@ -86,6 +93,12 @@ def run(args: argparse.Namespace) -> int:
     thresholds = regions.default_thresholds(args.classes)
     region_map = regions.RegionMap.from_image(pixels, args.tile, thresholds, mask)
     picture = regions.draw(pixels, region_map)
+    if not args.no_legend:
+        label = None
+        if mask is not None:
+            label = "region of interest (saliency)" if args.mask == "auto" else "region of interest"
+        strip = regions.legend(region_map, picture.shape[1], mask_label=label)
+        picture = np.concatenate([picture, strip], axis=0)
     write_image(output, Image(picture), overwrite=args.overwrite)
     if not args.quiet:
         gh, gw = region_map.grid_shape
