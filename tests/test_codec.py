@@ -24,6 +24,7 @@ from superres.codec import (
     compress,
     compress_detailed,
     compress_file,
+    container,
     decompress,
     decompress_file,
     get_codec,
@@ -33,7 +34,7 @@ from superres.codec import (
     pipeline,
     unpack,
 )
-from superres.codec.container import HEADER_SIZE, TRAILER_SIZE, VERSION
+from superres.codec.container import HEADER_SIZE, TRAILER_SIZE, V3_HEADER_SIZE, VERSION
 from superres.core import io
 from superres.core.metrics import psnr_rgb
 from superres.errors import ConfigError, DeviceError, ImageError, SuperresError
@@ -80,6 +81,12 @@ def _raw_header(
 def valid() -> bytes:
     """A small valid file with ICC and EXIF sections (jpeg, scale 1)."""
     return compress(io.Image(_gradient(), icc_profile=ICC, exif=EXIF), quality=50)
+
+
+@pytest.fixture(scope="module")
+def valid_v2(valid) -> bytes:
+    """The same file in version 2 (the fixed layout before the section table)."""
+    return pack(*unpack(valid), version=2)
 
 
 # --------------------------------------------------------------------------- codecs
@@ -152,11 +159,20 @@ def test_codec_argument_errors():
 def test_container_round_trip(icc, exif):
     header = Header(45, 37, 3, 2, 2, model_id=1, model_hash=b"\x01\x02\x03\x04")
     payload = b"payload bytes"
-    data = pack(header, payload, icc, exif)
+    data = pack(header, payload, icc, exif, version=2)
     sections = sum(4 + len(s) for s in (icc, exif) if s)
     assert len(data) == HEADER_SIZE + sections + len(payload) + TRAILER_SIZE
-    assert HEADER_SIZE == 29 and TRAILER_SIZE == 4 and data[3] == VERSION == 2
+    assert HEADER_SIZE == 29 and TRAILER_SIZE == 4 and data[3] == 2
     assert unpack(data) == (header, payload, icc, exif)
+    # Version 3: a 22-byte fixed header, 7 bytes per section, the header CRC, the bodies.
+    current = pack(header, payload, icc, exif)
+    count = 1 + sum(1 for s in (icc, exif) if s)
+    bodies = len(payload) + sum(len(s) for s in (icc, exif) if s)
+    assert len(current) == V3_HEADER_SIZE + 7 * count + 4 + bodies + TRAILER_SIZE
+    assert current[3] == VERSION == 3 and V3_HEADER_SIZE == 22
+    assert unpack(current) == (header, payload, icc, exif)
+    parsed = container.parse(current)
+    assert (parsed.version, parsed.sections, parsed.skipped) == (3, (), ())
     old = pack(header, payload, icc, exif, version=1)  # no whole-file checksum
     assert len(old) == HEADER_SIZE + sections + len(payload) and old[3] == 1
     assert unpack(old) == (header, payload, icc, exif)
@@ -180,8 +196,11 @@ def test_every_truncation_is_an_error(valid):
 
 def _with(valid: bytes, **fields) -> bytes:
     """``valid`` with header fields replaced (and a recomputed CRC unless ``crc`` is given;
-    the whole-file CRC of a version 2 file is recomputed too, so that the checks behind it
-    are reached)."""
+    the whole-file CRC of a version 2 or 3 file is recomputed too, so that the checks behind
+    it are reached). Version 3 files also take ``table``, a list of ``(type, flags, length)``
+    entries replacing the section table."""
+    if valid[3] >= 3:
+        return _with_v3(valid, **fields)
     magic, version, w, h, c, s, codec, model, digest, flags, length = struct.unpack(
         ">3sBIIBBBB4sBI", valid[:25]
     )
@@ -194,6 +213,27 @@ def _with(valid: bytes, **fields) -> bytes:
     if version >= 2:
         data += struct.pack(">I", zlib.crc32(data))
     return data
+
+
+def _table(data: bytes) -> list[tuple[int, int, int]]:
+    """The section table of a version 3 file: ``(type, flags, length)`` per entry."""
+    (count,) = struct.unpack_from(">H", data, 20)
+    return [struct.unpack_from(">HBI", data, 22 + 7 * i) for i in range(count)]
+
+
+def _with_v3(valid: bytes, *, crc=None, table=None, body=None, **fields) -> bytes:
+    names = ("magic", "version", "width", "height", "channels", "scale", "codec_id",
+             "model_id", "model_hash", "count")  # fmt: skip
+    current = dict(zip(names, struct.unpack(">3sBIIBBBB4sH", valid[:22]), strict=True))
+    old_table = _table(valid)
+    start = 22 + 7 * len(old_table) + 4
+    body = valid[start:-TRAILER_SIZE] if body is None else body
+    table = old_table if table is None else table
+    current["count"] = len(table)
+    head = struct.pack(">3sBIIBBBB4sH", *{**current, **fields}.values())
+    head += b"".join(struct.pack(">HBI", *entry) for entry in table)
+    data = head + struct.pack(">I", zlib.crc32(head) if crc is None else crc) + body
+    return data + struct.pack(">I", zlib.crc32(data))
 
 
 @pytest.mark.parametrize(
@@ -219,8 +259,8 @@ def _with(valid: bytes, **fields) -> bytes:
         (lambda d: d[:29] + b"\x00\x00\x00\x00" + d[33:], "empty ICC section"),
     ],
 )
-def test_corruptions_are_container_errors(valid, change, message):
-    data = change(valid)
+def test_corruptions_are_container_errors(valid_v2, change, message):
+    data = change(valid_v2)
     with pytest.raises(ContainerError, match=message) as info:
         decompress(data)
     assert "\n" not in str(info.value)
@@ -489,9 +529,12 @@ def test_version_1_fixture_still_decodes():
     assert hashlib.sha256(out.pixels.tobytes()).hexdigest() == V1_PIXELS_SHA256
     assert out.icc_profile == b"fixture icc" and exif.startswith(b"Exif")
     assert pack(header, payload, icc, exif, version=1) == data  # v1 is reproduced exactly
-    # The same image in the current version: the same pixels, 4 bytes more.
+    # The same image in version 2: the same pixels, 4 bytes more; and in the current version.
+    v2 = pack(header, payload, icc, exif, version=2)
+    assert len(v2) == len(data) + TRAILER_SIZE and v2[3] == 2
+    assert np.array_equal(decompress(v2, device="cpu").pixels, out.pixels)
     current = pack(header, payload, icc, exif)
-    assert len(current) == len(data) + TRAILER_SIZE and current[3] == VERSION
+    assert current[3] == VERSION
     assert np.array_equal(decompress(current, device="cpu").pixels, out.pixels)
 
 
@@ -514,7 +557,8 @@ def test_version_2_fixture_still_decodes():
 
 
 @pytest.mark.parametrize("where", ["icc", "exif", "payload", "checksum"])
-def test_whole_file_checksum(valid, where, tmp_path):
+def test_whole_file_checksum(valid_v2, where, tmp_path):
+    valid = valid_v2
     header, payload, icc, exif = unpack(valid)
     offset = {
         "icc": HEADER_SIZE + 4 + 3,
@@ -536,7 +580,7 @@ def test_whole_file_checksum(valid, where, tmp_path):
 
 
 def test_pack_refuses_unknown_versions():
-    for version in (0, 3, True):
+    for version in (0, VERSION + 1, True):
         with pytest.raises(ContainerError, match="cannot write .srz version"):
             pack(Header(4, 4, 3, 1, 1), b"x", version=version)
 

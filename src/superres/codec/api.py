@@ -6,6 +6,11 @@ Data flow::
           --container.pack (+ ICC, EXIF)--> .srz bytes
     .srz --unpack--> payload --codec--> LR --(model or Lanczos) x s, crop to W x H--> image
 
+With a region of interest (``roi=``), the file also holds the mask and an enhancement layer
+(the residual between the image and the restored base, over the region, with the same codec:
+:mod:`superres.codec.roi`); the base and enhancement qualities are chosen together so that
+the whole file meets ``target_bpp`` and the ROI-weighted squared error is smallest.
+
 This module holds the in-memory API (:func:`compress`, :func:`compress_detailed`,
 :func:`decompress`); the steps it is made of are in :mod:`superres.codec.pipeline` and the
 file functions in :mod:`superres.codec.files`.
@@ -27,21 +32,25 @@ import dataclasses
 import math
 import warnings
 from collections.abc import Callable
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from PIL import Image as PILImage
 
-from superres.codec import container, models, pipeline
+from superres.codec import container, models, pipeline, roi
 from superres.codec.base import Codec, ContainerError, get_codec
 from superres.codec.pipeline import downscale, restore  # noqa: F401  (importable from here too)
-from superres.core import io
+from superres.core import io, regions
 from superres.core.metrics import psnr_rgb
 from superres.errors import ConfigError, DeviceError
 from superres.inference import engine
 
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
 __all__ = [
     "AUTO_SCALES",
+    "ROI_WEIGHT",
     "Compressed",
     "TargetBitrateError",
     "TargetBitrateWarning",
@@ -53,7 +62,13 @@ __all__ = [
 
 #: Scales ``scale="auto"`` tries.
 AUTO_SCALES = (1, 2, 3, 4)
+#: Default ``roi_weight``: how many times a region-of-interest pixel's squared error counts
+#: as much as another pixel's when the base and enhancement qualities are chosen.
+ROI_WEIGHT = 8.0
+#: Most base qualities the region-of-interest search tries (each costs one restoration).
+_ROI_PROBES = 5
 ImageInput = io.Image | PILImage.Image | np.ndarray
+RoiInput = regions.MaskSource | Literal["auto"]
 
 
 class TargetBitrateWarning(UserWarning):
@@ -79,7 +94,10 @@ class Compressed:
         met_target: False when ``target_bpp`` was asked for and even the lowest quality
             exceeds it (the lowest quality is then used).
         psnr: PSNR-RGB (dB) of the decoded image against the 8-bit input, when it was
-            computed (``scale="auto"``); else None.
+            computed (``scale="auto"`` or ``roi``); else None.
+        roi_quality: Codec quality of the enhancement layer (files with a region of
+            interest; else None).
+        roi_bytes: Bytes of the enhancement layer and the mask (0 without a region).
     """
 
     data: bytes
@@ -90,6 +108,8 @@ class Compressed:
     bpp: float
     met_target: bool = True
     psnr: float | None = None
+    roi_quality: int | None = None
+    roi_bytes: int = 0
 
 
 def compress(
@@ -103,6 +123,8 @@ def compress(
     subsampling: str | None = None,
     allow_over: bool = False,
     device: str | None = None,
+    roi: RoiInput | None = None,
+    roi_weight: float = ROI_WEIGHT,
 ) -> bytes:
     """Compress an image to ``.srz`` bytes; see :func:`compress_detailed` for the arguments."""
     return compress_detailed(
@@ -115,6 +137,8 @@ def compress(
         subsampling=subsampling,
         allow_over=allow_over,
         device=device,
+        roi=roi,
+        roi_weight=roi_weight,
     ).data
 
 
@@ -129,6 +153,8 @@ def compress_detailed(
     subsampling: str | None = None,
     allow_over: bool = False,
     device: str | None = None,
+    roi: RoiInput | None = None,
+    roi_weight: float = ROI_WEIGHT,
 ) -> Compressed:
     """Compress an image, returning the ``.srz`` bytes with the settings chosen.
 
@@ -154,20 +180,46 @@ def compress_detailed(
         subsampling: Chroma subsampling ``"4:2:0"`` or ``"4:4:4"`` (jpeg, avif); None: 4:2:0.
         allow_over: When ``target_bpp`` cannot be met, use the lowest quality anyway (with
             a :class:`TargetBitrateWarning` and ``met_target=False``) instead of raising.
-        device: Torch device on which ``scale="auto"`` runs the restorer to score each
-            scale (None: automatic, as :func:`decompress`); checked, and otherwise unused,
-            for a fixed scale.
+        device: Torch device on which ``scale="auto"`` and ``roi`` run the restorer to score
+            each choice (None: automatic, as :func:`decompress`); checked, and otherwise
+            unused, for a fixed scale without ``roi``.
+        roi: A region of interest, restored with higher fidelity than the rest at the same
+            ``target_bpp`` (which it needs): an ``H x W`` bool (or grey) array, a mask
+            image's path or bytes, a PIL image (white = the region; any size, resized:
+            :func:`superres.core.regions.load_mask`), or ``"auto"`` (the most salient
+            quarter: :func:`superres.core.regions.auto_mask`). The file then also holds the
+            mask (8x8-pixel cells) and an enhancement layer: the residual between the image
+            and the restored base, over the region, coded with the same codec. The base and
+            enhancement qualities are searched together (up to 5 base qualities, each
+            restored once) for the smallest ``roi_weight``-weighted squared error of the
+            decoded file among those that meet ``target_bpp``, every byte counted.
+        roi_weight: How many times a region pixel's squared error counts as much as another
+            pixel's in that search (>= 1; default :data:`ROI_WEIGHT`): higher gives the
+            region more of the bits and the rest fewer.
 
     Raises:
-        ConfigError: invalid arguments, alpha, an image too large, or a model without
-            weights for the scale (a ``ValueError``).
+        ConfigError: invalid arguments, alpha, an image too large, a model without
+            weights for the scale, ``roi`` without ``target_bpp``, or a mask array of the
+            wrong shape or type (a ``ValueError``).
+        ImageError: a mask file that is missing or unreadable, or a mask that selects
+            nothing (all black).
         TargetBitrateError: ``target_bpp`` cannot be met and ``allow_over`` is False.
         DeviceError: ``device`` is unknown or not available.
     """
     pixels, icc, exif = prepare(image)
+    mask = None
+    if roi is not None:
+        if target_bpp is None:
+            raise ConfigError("a region of interest (roi) needs target_bpp")
+        if isinstance(roi_weight, bool) or not (
+            isinstance(roi_weight, (int, float)) and math.isfinite(roi_weight) and roi_weight >= 1
+        ):
+            raise ConfigError(f"roi_weight must be a number >= 1, got {roi_weight!r}")
+        mask = regions.region_of_interest(roi, pixels)
     return _compress_pixels(
         pixels, icc, exif, codec=codec, quality=quality, target_bpp=target_bpp, scale=scale,
         model=model, subsampling=subsampling, allow_over=allow_over, device=device,
+        mask=mask, roi_weight=float(roi_weight),
     )  # fmt: skip
 
 
@@ -184,6 +236,8 @@ def _compress_pixels(
     subsampling: str | None,
     allow_over: bool,
     device: str | None,
+    mask: np.ndarray | None = None,
+    roi_weight: float = ROI_WEIGHT,
 ) -> Compressed:
     chosen = _codec(codec)
     if quality is not None and target_bpp is not None:
@@ -198,8 +252,15 @@ def _compress_pixels(
     if scale != "auto":
         if scale not in container.SCALES or isinstance(scale, bool):
             raise ConfigError(f"scale must be 1, 2, 3, 4 or 'auto', got {scale!r}")
-        if device is not None:
-            engine.select_device(device)  # a device that cannot run is an error either way
+        if device is not None or mask is not None:
+            dev = engine.select_device(device)  # a device that cannot run is an error either way
+        if mask is not None:
+            restorer = pipeline.choose_restorer(model, int(scale), device=dev)
+            result, _ = _compress_roi_at(
+                pixels, icc, exif, chosen, target_bpp, scale, restorer, options, mask,
+                roi_weight, dev,
+            )  # fmt: skip
+            return _check_target(result, target_bpp, allow_over)
         restorer = pipeline.choose_restorer(model, int(scale))
         result = _compress_at(
             pixels, icc, exif, chosen, quality, target_bpp, scale, restorer, options
@@ -210,7 +271,7 @@ def _compress_pixels(
     if model is not None:
         models.model_id(model)  # an unknown name is an error, not a reason to skip scales
     dev = engine.select_device(device)
-    results: list[Compressed] = []
+    results: list[tuple[Compressed, float]] = []  # and the score to maximise
     for s in AUTO_SCALES:
         try:
             restorer = pipeline.choose_restorer(None if s == 1 else model, s, device=dev)
@@ -218,14 +279,24 @@ def _compress_pixels(
             raise
         except ValueError:
             continue  # this model has no weights at this scale
+        if mask is not None:
+            result, cost = _compress_roi_at(
+                pixels, icc, exif, chosen, target_bpp, s, restorer, options, mask, roi_weight, dev
+            )
+            results.append((result, -cost))
+            continue
         result = _compress_at(pixels, icc, exif, chosen, None, target_bpp, s, restorer, options)
         header, payload, _, _ = container.unpack(result.data, max_pixels=pixels[..., 0].size)
         decoded = pipeline.decode_pixels(header, payload, restorer.net, device=dev)
-        results.append(dataclasses.replace(result, psnr=psnr_rgb(decoded, pixels)))
+        result = dataclasses.replace(result, psnr=psnr_rgb(decoded, pixels))
+        results.append((result, result.psnr))
     if len(results) == 1 and model not in (None, "lanczos"):
         raise ConfigError(f"restoration model {model!r} has no weights for any scale > 1")
-    met = [r for r in results if r.met_target]
-    best = max(met, key=lambda r: r.psnr) if met else min(results, key=lambda r: r.bpp)
+    met = [r for r in results if r[0].met_target]
+    if met:
+        best = max(met, key=lambda r: r[1])[0]
+    else:
+        best = min((r[0] for r in results), key=lambda r: r.bpp)
     return _check_target(best, target_bpp, allow_over)
 
 
@@ -239,7 +310,8 @@ def decompress(data: bytes, *, device: str | None = None) -> io.Image:
             file needs no network.
 
     Returns:
-        The image at its original size (uint8, grey or RGB) with its ICC profile and EXIF.
+        The image at its original size (uint8, grey or RGB) with its ICC profile and EXIF;
+        a file with a region of interest gets its enhancement layer added on the region.
 
     Raises:
         ContainerError: the data is not a valid ``.srz`` file, or its restoration model is
@@ -247,15 +319,16 @@ def decompress(data: bytes, *, device: str | None = None) -> io.Image:
         DeviceError: ``device`` is unknown or not available.
     """
     dev = engine.select_device(device)
-    header, payload, icc, exif = container.unpack(data)
+    contents = container.parse(data)
+    header = contents.header
     net = None
     if header.model_id != models.LANCZOS:
         net, _ = models.load_restorer(
             header.model_id, header.scale, expected_hash=header.model_hash, device=dev
         )
-    pixels = pipeline.decode_pixels(header, payload, net, device=dev)
+    pixels = pipeline.decode_contents(contents, net, device=dev)
     mode = "L" if header.channels == 1 else "RGB"
-    return io.Image(pixels=pixels, icc_profile=icc, exif=exif, mode=mode)
+    return io.Image(pixels=pixels, icc_profile=contents.icc, exif=contents.exif, mode=mode)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -372,3 +445,135 @@ def _fit(
     if good < low:
         return low, tried[low], False
     return good, tried[good], True
+
+
+def _compress_roi_at(
+    pixels: np.ndarray,
+    icc: bytes | None,
+    exif: bytes | None,
+    codec: Codec,
+    target_bpp: float,
+    scale: int,
+    restorer: pipeline.Restorer,
+    options: dict[str, str],
+    mask: np.ndarray,
+    weight: float,
+    device: torch.device | None,
+) -> tuple[Compressed, float]:
+    """Encode a base layer and an ROI enhancement layer at one scale within ``target_bpp``.
+
+    For a base quality ``qb``, the base is restored as the decoder will restore it, the
+    residual over the region is coded at the highest quality whose whole file fits, and the
+    decoded file is scored by ``weight * SSE(region) + SSE(rest)``. The base quality is
+    searched by golden section over the qualities whose base leaves room for an enhancement
+    (at most :data:`_ROI_PROBES` restorations); the lowest-scoring file is returned with its
+    score. If no file fits, the lowest qualities of both layers (``met_target=False``).
+    """
+    h, w, channels = pixels.shape
+    header = container.Header(
+        width=w, height=h, channels=channels, scale=scale, codec_id=codec.codec_id,
+        model_id=models.model_id(restorer.name), model_hash=restorer.hash,
+    )  # fmt: skip
+    mask_body, layers = roi.encode_mask(mask)
+    lr = pipeline.downscale(pixels, scale)
+    budget = target_bpp * w * h / 8  # bytes
+    low, high = codec.quality_range
+    bases: dict[int, bytes] = {}
+
+    def base(q: int) -> bytes:
+        if q not in bases:
+            bases[q] = codec.encode(lr, q, **options)
+        return bases[q]
+
+    def pack(base_payload: bytes, enhancement: bytes) -> bytes:
+        return container.pack(
+            header, base_payload, icc, exif,
+            sections=(container.Section(container.SECTION_ROI_MASK, mask_body),
+                      container.Section(container.SECTION_ENHANCEMENT, enhancement)),
+        )  # fmt: skip
+
+    overhead = len(pack(b"x", b"x")) - 2
+    weights = np.where(mask, weight, 1.0)
+
+    def score(decoded: np.ndarray) -> float:
+        error = (decoded.astype(np.float64) - pixels).reshape(h, w, -1)
+        return float(np.sum(weights * np.sum(error * error, axis=2)))
+
+    tried: dict[int, tuple[float, Compressed]] = {}
+
+    def attempt(qb: int) -> float:
+        """The score of the best file with base quality ``qb`` (inf if none fits)."""
+        if qb in tried:
+            return tried[qb][0]
+        payload = base(qb)
+        restored = pipeline.decode_pixels(header, payload, restorer.net, device=device)
+        delta = roi.residual(pixels, restored, layers)
+        qe, data, met = _fit(
+            lambda q: pack(payload, codec.encode(delta, q, **options)),
+            codec.quality_range,
+            lambda d: len(d) <= budget,
+        )
+        enhancement = container.parse(data, max_pixels=w * h).section(container.SECTION_ENHANCEMENT)
+        decoded = roi.apply_enhancement(
+            restored, roi.decode_enhancement(codec, enhancement, layers, channels), layers
+        )
+        cost = score(decoded) if met else math.inf
+        result = Compressed(
+            data, codec.name, qb, scale, restorer.name, len(data) * 8 / (w * h), met,
+            psnr=psnr_rgb(decoded, pixels), roi_quality=qe,
+            roi_bytes=len(enhancement) + len(mask_body),
+        )  # fmt: skip
+        tried[qb] = (cost, result)
+        return cost
+
+    # Above the highest base quality that leaves any room, no enhancement fits.
+    top = _fit_quality(lambda q: overhead + len(base(q)) < budget, codec.quality_range)
+    if top is None:  # not even the lowest base quality leaves room
+        attempt(low)
+        return tried[low][1], math.inf
+    _golden_min(attempt, low, top, _ROI_PROBES)
+    cost, best = min(tried.values(), key=lambda t: t[0])
+    if math.isinf(cost):  # nothing fits: the smallest file
+        best = min((r for _, r in tried.values()), key=lambda r: len(r.data))
+    return best, cost
+
+
+def _fit_quality(fits: Callable[[int], bool], quality_range: tuple[int, int]) -> int | None:
+    """The highest quality for which ``fits`` holds (monotone: true up to some quality)."""
+    low, high = quality_range
+    good, bad = low - 1, high + 1
+    while bad - good > 1:
+        mid = (good + bad) // 2
+        if fits(mid):
+            good = mid
+        else:
+            bad = mid
+    return None if good < low else good
+
+
+def _golden_min(cost: Callable[[int], float], low: int, high: int, probes: int) -> None:
+    """Probe ``cost`` at up to ``probes`` integers in ``[low, high]`` by golden-section
+    search for its minimum (``cost`` memoises; the caller picks the best probe)."""
+    ratio = (math.sqrt(5) - 1) / 2
+    a, b = low, high
+    if b - a < 2:
+        for q in range(a, b + 1)[:probes]:
+            cost(q)
+        return
+    c, d = round(b - ratio * (b - a)), round(a + ratio * (b - a))
+    fc, fd = cost(c), cost(d)
+    used = 2
+    while used < probes and b - a > 2:
+        if fc <= fd:  # the minimum is in [a, d]
+            b, d, fd = d, c, fc
+            c = round(b - ratio * (b - a))
+            if c == d:
+                c = max(a, d - 1)
+            fc = cost(c)
+        else:  # in [c, b]
+            a, c, fc = c, d, fd
+            d = round(a + ratio * (b - a))
+            if d == c:
+                d = min(b, c + 1)
+            fd = cost(d)
+        used += 1

@@ -3,6 +3,7 @@ measurement share::
 
     image --downscale--> LR --(codec, container: superres.codec.api)--> .srz
     .srz --(container, codec)--> decode_pixels: LR --restore (choose_restorer's net)--> image
+    decode_contents: decode_pixels + the ROI enhancement layer (superres.codec.roi), if any
 
 :func:`downscale` is the exact ``1/scale`` shrink of the mirror-padded image (see
 :mod:`superres.codec.api` for the geometry), :func:`choose_restorer` the restorer a file
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 from PIL import Image as PILImage
 
-from superres.codec import container, models
+from superres.codec import container, models, roi
 from superres.codec.base import get_codec
 from superres.core.resize import imresize
 from superres.errors import ConfigError
@@ -27,7 +28,14 @@ from superres.inference import engine
 from superres.models import SRModel
 from superres.weights import zoo
 
-__all__ = ["Restorer", "choose_restorer", "decode_pixels", "downscale", "restore"]
+__all__ = [
+    "Restorer",
+    "choose_restorer",
+    "decode_contents",
+    "decode_pixels",
+    "downscale",
+    "restore",
+]
 
 
 class Restorer(NamedTuple):
@@ -139,3 +147,35 @@ def restore(
     else:
         sr, _ = engine.upscale_array(lr, net, device=device)
     return np.ascontiguousarray(sr[: size[0], : size[1]])
+
+
+def decode_contents(
+    contents: container.Contents,
+    net: SRModel | None,
+    *,
+    device: str | torch.device | None = None,
+) -> np.ndarray:
+    """Decode a parsed file to original-size pixels, as :func:`decompress` does: the base
+    layer (:func:`decode_pixels`) plus, in a file with a region of interest, the
+    enhancement layer on the mask (:mod:`superres.codec.roi`).
+
+    The mask and the enhancement are checked and decoded before the base is restored, so a
+    bad one costs no network run.
+
+    Raises:
+        ContainerError: a corrupt payload, mask or enhancement layer.
+    """
+    header = contents.header
+    mask_body = contents.section(container.SECTION_ROI_MASK)
+    layers = enhancement = None
+    if mask_body is not None:
+        layers = roi.decode_mask(mask_body, (header.height, header.width))
+        body = contents.section(container.SECTION_ENHANCEMENT)
+        assert body is not None  # the container has both or neither
+        enhancement = roi.decode_enhancement(
+            get_codec(header.codec_id), body, layers, header.channels
+        )
+    pixels = decode_pixels(header, contents.payload, net, device=device)
+    if layers is None:
+        return pixels
+    return roi.apply_enhancement(pixels, enhancement, layers)
