@@ -6,7 +6,10 @@ has a model card ``<name>.md`` beside it. ``resolve`` turns what a user types af
 
 1. an existing file path -> that checkpoint;
 2. a shipped name (``fast``, ``quality``, ...) -> its weights at the requested scale;
-3. ``bicubic`` -> the parameter-free baseline at the requested scale.
+3. ``bicubic`` -> the parameter-free baseline at the requested scale;
+4. ``adaptive`` -> the region-adaptive pseudo-model (:mod:`superres.models.adaptive`) at a
+   scale listed in ``adaptive.json``: its member tiers and the thresholds chosen for them on
+   training images.
 
 A registered architecture without shipped weights is an error: random weights are never
 what a user wants from ``upscale``. Use :func:`superres.models.create_model` to build one
@@ -15,14 +18,23 @@ for training.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from superres.models import SRModel, create_model, list_models
 from superres.weights.checkpoint import load_checkpoint, read_checkpoint_metadata
 
-__all__ = ["DEFAULT_MODEL", "WEIGHTS_DIR", "ShippedWeights", "resolve", "shipped_weights"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "WEIGHTS_DIR",
+    "ShippedWeights",
+    "adaptive_config",
+    "resolve",
+    "shipped_weights",
+]
 
 WEIGHTS_DIR = Path(__file__).parent
 # The default of `superres upscale`, `superres eval` and the Python API: the best shipped
@@ -62,6 +74,39 @@ def default_model_name() -> str:
 
 DEFAULT_MODEL = default_model_name()
 
+#: The region-adaptive model's settings per scale (written by tools/calibrate_adaptive.py).
+ADAPTIVE_FILE = WEIGHTS_DIR / "adaptive.json"
+
+
+def adaptive_config() -> dict[str, dict[str, Any]]:
+    """``adaptive.json``: ``{"4": {"members": [...], "thresholds": [...], "tile": T,
+    "overlap": O, "calibration": {...}}, ...}`` for every scale the adaptive model has
+    (empty when the file is absent)."""
+    if not ADAPTIVE_FILE.is_file():
+        return {}
+    return json.loads(ADAPTIVE_FILE.read_text(encoding="utf-8"))
+
+
+def _adaptive(scale: int) -> SRModel:
+    from superres.models.adaptive import AdaptiveSR
+
+    config = adaptive_config()
+    entry = config.get(str(scale))
+    if entry is None:
+        have = ", ".join(f"x{s}" for s in sorted(config, key=int)) or "none"
+        raise ValueError(f"model 'adaptive' has no x{scale} settings (available: {have})")
+    members = [resolve(name, scale) for name in entry["members"]]
+    module = AdaptiveSR(
+        [m.module.eval() for m in members], entry["thresholds"], tile=entry["tile"],
+        overlap=entry["overlap"],
+    )  # fmt: skip
+    hparams = {k: entry[k] for k in ("members", "thresholds", "tile", "overlap")}
+    return SRModel(
+        module=module.eval(), arch="adaptive", scale=scale, hparams={**hparams, "scale": scale},
+        metadata={"name": "adaptive", "calibration": entry.get("calibration", {})},
+        tiling="approximate", receptive_field=module.receptive_field,
+    )  # fmt: skip
+
 
 def resolve(name_or_path: str | Path | None = None, scale: int | None = None) -> SRModel:
     """Load a model by shipped name, checkpoint path or ``bicubic``.
@@ -78,6 +123,8 @@ def resolve(name_or_path: str | Path | None = None, scale: int | None = None) ->
     if name_or_path is None:
         name_or_path = default_model_name()
     text = str(name_or_path)
+    if text == "adaptive":
+        return _adaptive(4 if scale is None else int(scale))
     path = Path(text).expanduser()
     named = text == "bicubic" or any(w.name == text for w in shipped_weights())
     # A shipped name wins over a same-named file or folder in the working directory.
@@ -110,4 +157,5 @@ def resolve(name_or_path: str | Path | None = None, scale: int | None = None) ->
 
 def available_names() -> list[str]:
     """Names ``resolve`` accepts besides file paths."""
-    return sorted({w.name for w in shipped_weights()} | {"bicubic"})
+    adaptive = {"adaptive"} if adaptive_config() else set()
+    return sorted({w.name for w in shipped_weights()} | {"bicubic"} | adaptive)
