@@ -355,6 +355,9 @@ def test_region_map_refuses_corrupt_data() -> None:
         regions.RegionMap.from_bytes(extra)
     with pytest.raises(ContainerError):
         regions.RegionMap.from_dict({"version": 1, "data": "!!"})
+    bomb = data[:header_end] + zlib.compress(bytes(50_000_000), 9)  # 50 MB behind 50 KB
+    with pytest.raises(ContainerError, match="does not match its header"):
+        regions.RegionMap.from_bytes(bomb)
     rng = np.random.default_rng(0)
     for _ in range(200):  # random damage is refused as ContainerError or decodes
         damaged = bytearray(data)

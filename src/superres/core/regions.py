@@ -639,38 +639,48 @@ class RegionMap:
             raise ContainerError(f"region map version {version} is not supported")
         try:
             header = json.loads(data[9 : 9 + length].decode())
-            inflate = zlib.decompressobj()
-            payload = inflate.decompress(data[9 + length :])
-            if not inflate.eof or inflate.unused_data:
-                raise ValueError("truncated or trailing data")
-        except (UnicodeDecodeError, ValueError, zlib.error) as err:
+        except (UnicodeDecodeError, ValueError) as err:
             raise ContainerError(f"corrupt region map ({err})") from None
-        return cls._from_parts(header, payload)
+        return cls._from_parts(header, data[9 + length :])
+
+    @staticmethod
+    def _inflate(body: bytes, expected: int) -> bytes:
+        """zlib-decompress ``body``, which must hold exactly ``expected`` bytes (so a crafted
+        stream cannot expand beyond what the header announces)."""
+        inflate = zlib.decompressobj()
+        try:
+            payload = inflate.decompress(body, expected + 1)
+        except zlib.error as err:
+            raise ValueError(f"bad zlib data: {err}") from None
+        if len(payload) != expected or not inflate.eof or inflate.unused_data:
+            raise ValueError("the data does not match its header")
+        return payload
 
     @classmethod
-    def _from_parts(cls, header: object, payload: bytes) -> RegionMap:
+    def _from_parts(cls, header: object, body: bytes) -> RegionMap:
         try:
             if not isinstance(header, dict):
                 raise TypeError("header is not an object")
             grid, mask_shape = header["grid"], header["mask"]
-            offset, classes, mask = 0, None, None
+            n_classes = 0
             if grid is not None:
                 gh, gw = (int(v) for v in grid)
-                n = gh * gw
-                if gh < 0 or gw < 0 or len(payload) < n:
-                    raise ValueError("classes truncated")
-                classes = np.frombuffer(payload, np.uint8, n).reshape(gh, gw).copy()
-                offset = n
+                if gh < 1 or gw < 1:
+                    raise ValueError(f"bad grid {gh}x{gw}")
+                n_classes = gh * gw
+            n_mask = 0
             if mask_shape is not None:
                 mh, mw = (int(v) for v in mask_shape)
-                n = mh * mw
-                nbytes = (n + 7) // 8
-                if mh < 1 or mw < 1 or len(payload) != offset + nbytes:
-                    raise ValueError("mask truncated")
-                bits = np.unpackbits(np.frombuffer(payload, np.uint8, nbytes, offset))
-                mask = bits[:n].reshape(mh, mw).astype(bool)
-            elif len(payload) != offset:
-                raise ValueError("trailing data")
+                if mh < 1 or mw < 1:
+                    raise ValueError(f"bad mask size {mh}x{mw}")
+                n_mask = mh * mw
+            payload = cls._inflate(body, n_classes + (n_mask + 7) // 8)
+            classes = mask = None
+            if grid is not None:
+                classes = np.frombuffer(payload, np.uint8, n_classes).reshape(gh, gw).copy()
+            if mask_shape is not None:
+                packed = np.frombuffer(payload, np.uint8, (n_mask + 7) // 8, n_classes)
+                mask = np.unpackbits(packed)[:n_mask].reshape(mh, mw).astype(bool)
             return cls(
                 size=tuple(header["size"]),
                 tile=tuple(header["tile"]),
@@ -678,9 +688,9 @@ class RegionMap:
                 thresholds=tuple(header["thresholds"]),
                 mask=mask,
             )
-        except ContainerError:
-            raise
         except (SuperresError, KeyError, TypeError, ValueError) as err:
+            if isinstance(err, ContainerError):
+                raise
             raise ContainerError(f"corrupt region map ({err})") from None
 
     def to_dict(self) -> dict:
@@ -700,13 +710,10 @@ class RegionMap:
         if not isinstance(data, dict) or data.get("version") != _MAP_VERSION:
             raise ContainerError("not a region map dict of a known version")
         try:
-            inflate = zlib.decompressobj()
-            payload = inflate.decompress(base64.b64decode(data["data"], validate=True))
-            if not inflate.eof or inflate.unused_data:
-                raise ValueError("truncated or trailing data")
-        except (KeyError, TypeError, ValueError, zlib.error) as err:
+            body = base64.b64decode(data["data"], validate=True)
+        except (KeyError, TypeError, ValueError) as err:
             raise ContainerError(f"corrupt region map ({err})") from None
-        return cls._from_parts(data, payload)
+        return cls._from_parts(data, body)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, RegionMap):
