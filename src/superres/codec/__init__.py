@@ -6,7 +6,8 @@
 
 Modules: :mod:`~superres.codec.base` (the :class:`Codec` interface and registry),
 :mod:`~superres.codec.pillow_codecs` (JPEG, WebP, AVIF), :mod:`~superres.codec.container`
-(the ``.srz`` format), :mod:`~superres.codec.models` (restoration-model ids and hashes),
+(the ``.srz`` format and its sections), :mod:`~superres.codec.roi` (the region-of-interest
+mask and enhancement layer), :mod:`~superres.codec.models` (restoration-model ids and hashes),
 :mod:`~superres.codec.api` (compress/decompress in memory), :mod:`~superres.codec.pipeline`
 (the steps they and rd share), :mod:`~superres.codec.files` (``.srz`` and image files),
 :mod:`~superres.codec.rd` (rate-distortion curves and BD-rate).
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 from superres.codec.api import (
     AUTO_SCALES,
+    ROI_WEIGHT,
     Compressed,
     TargetBitrateError,
     TargetBitrateWarning,
@@ -28,19 +30,29 @@ from superres.codec.api import (
     prepare,
 )
 from superres.codec.base import Codec, ContainerError, get_codec, list_codecs, register_codec
-from superres.codec.container import Header, pack, unpack
+from superres.codec.container import Contents, Header, Section, pack, parse, unpack
 from superres.codec.files import check_output, compress_file, decompress_file
 from superres.codec.models import MODELS, model_hash
-from superres.codec.pipeline import Restorer, choose_restorer, decode_pixels, downscale, restore
+from superres.codec.pipeline import (
+    Restorer,
+    choose_restorer,
+    decode_contents,
+    decode_pixels,
+    downscale,
+    restore,
+)
 
 __all__ = [
     "AUTO_SCALES",
+    "ROI_WEIGHT",
     "MODELS",
     "Codec",
     "Compressed",
     "ContainerError",
+    "Contents",
     "Header",
     "Restorer",
+    "Section",
     "TargetBitrateError",
     "TargetBitrateWarning",
     "check_output",
@@ -48,6 +60,7 @@ __all__ = [
     "compress",
     "compress_detailed",
     "compress_file",
+    "decode_contents",
     "decode_pixels",
     "decompress",
     "decompress_file",
@@ -56,6 +69,7 @@ __all__ = [
     "list_codecs",
     "model_hash",
     "pack",
+    "parse",
     "prepare",
     "register_codec",
     "restore",

@@ -35,6 +35,8 @@ def compress_file(
     overwrite: bool = False,
     allow_over: bool = False,
     device: str | None = None,
+    roi: api.RoiInput | None = None,
+    roi_weight: float = api.ROI_WEIGHT,
 ) -> api.Compressed:
     """Compress the image file ``src`` to the ``.srz`` file ``dst`` (written atomically).
 
@@ -45,7 +47,8 @@ def compress_file(
     Raises:
         ImageError: ``src`` cannot be read or holds what ``.srz`` cannot store (alpha, too
             many pixels), ``dst`` exists (and not ``overwrite``), or ``dst`` or its folder
-            cannot be written.
+            cannot be written; a mask file (``roi``) cannot be read or selects nothing (the
+            message names the mask).
         TargetBitrateError: ``target_bpp`` cannot be met (the message names ``src``).
         ConfigError, DeviceError: invalid arguments (see :func:`superres.codec.compress_detailed`).
     """
@@ -62,7 +65,7 @@ def compress_file(
         result = api.compress_detailed(
             io.Image(pixels, icc_profile=icc, exif=exif), codec=codec, quality=quality,
             target_bpp=target_bpp, scale=scale, model=model, subsampling=subsampling,
-            allow_over=allow_over, device=device,
+            allow_over=allow_over, device=device, roi=roi, roi_weight=roi_weight,
         )  # fmt: skip
     except api.TargetBitrateError as err:
         raise api.TargetBitrateError(f"{src}: {err}") from None

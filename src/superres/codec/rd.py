@@ -9,7 +9,9 @@ as :func:`superres.codec.decompress` does, and scored on its 8-bit output:
 * **psnr-rgb**: PSNR over the three RGB channels at peak 255, no border crop;
 * **ms-ssim-rgb**: 5-scale MS-SSIM on RGB in [0, 1] (:func:`superres.core.metrics.ms_ssim`);
 * **encoding/decoding time**: seconds per image (downscale + encode + pack; unpack +
-  decode + restore), on this process's threads.
+  decode + restore), on this process's threads;
+* with a region of interest (``roi=``): **psnr-rgb** inside and outside the mask, on every
+  curve, and :func:`roi_curve`, the files made with ``compress(roi=...)`` at target bpps.
 
 Each quality point is averaged over the images, the way CompressAI reports codecs, and
 :func:`to_compressai` writes a curve in CompressAI's JSON shape. :func:`bd_rate` is the
@@ -22,14 +24,15 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from superres.codec import container, models, pipeline
+from superres.codec import api, container, models, pipeline
 from superres.codec.base import get_codec
-from superres.core import io
+from superres.core import io, regions
 from superres.core.metrics import ms_ssim, psnr_rgb
 from superres.errors import ConfigError
 
@@ -41,7 +44,10 @@ __all__ = [
     "default_qualities",
     "load_images",
     "pareto_front",
+    "psnr_regions",
     "rd_curve",
+    "roi_curve",
+    "roi_masks",
     "to_compressai",
 ]
 
@@ -66,7 +72,12 @@ def default_qualities(codec: str) -> tuple[int, ...]:
 
 @dataclasses.dataclass(frozen=True)
 class RDPoint:
-    """One quality setting, averaged over the images."""
+    """One quality setting (or, on an ROI curve, one target bpp), averaged over the images.
+
+    ``psnr_roi`` and ``psnr_outside`` (PSNR-RGB inside and outside the region of interest)
+    are set when the curve was measured with a mask; ``target_bpp`` on ROI curves, whose
+    ``quality`` is then the mean base quality, rounded.
+    """
 
     quality: int
     bpp: float
@@ -74,24 +85,31 @@ class RDPoint:
     ms_ssim: float
     encoding_time: float
     decoding_time: float
+    psnr_roi: float | None = None
+    psnr_outside: float | None = None
+    target_bpp: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
 class Curve:
-    """A rate-distortion curve: one codec at one scale with one restorer."""
+    """A rate-distortion curve: one codec at one scale with one restorer (``roi``: made
+    with a region-of-interest enhancement layer, :func:`roi_curve`)."""
 
     codec: str
     scale: int
     model: str
     points: tuple[RDPoint, ...]
+    roi: bool = False
 
     @property
     def name(self) -> str:
         if self.scale == 0:  # a Pareto front (see pareto_front)
             return f"{self.codec} {self.model}"
         if self.scale == 1:
-            return f"{self.codec} (full resolution)"
-        return f"{self.codec} x{self.scale} + {self.model}"
+            name = f"{self.codec} (full resolution)"
+        else:
+            name = f"{self.codec} x{self.scale} + {self.model}"
+        return f"{name}, ROI layer" if self.roi else name
 
     def column(self, field: str) -> list[float]:
         return [getattr(p, field) for p in self.points]
@@ -113,6 +131,32 @@ def load_images(folder: str | Path) -> list[tuple[str, np.ndarray]]:
     return [(path.name, load_hr(path)) for path in list_images(folder)]
 
 
+def roi_masks(
+    images: Sequence[tuple[str, np.ndarray]], roi: regions.MaskSource | str
+) -> list[np.ndarray]:
+    """The region of interest of each image: ``roi`` (a mask file, its bytes or an array,
+    resized to each image; or ``"auto"``, each image's saliency) as ``H x W`` bool.
+
+    Raises:
+        ImageError, ConfigError: as :func:`superres.core.regions.region_of_interest`.
+    """
+    return [regions.region_of_interest(roi, pixels) for _, pixels in images]
+
+
+def psnr_regions(
+    decoded: np.ndarray, original: np.ndarray, mask: np.ndarray
+) -> tuple[float, float]:
+    """PSNR-RGB of ``decoded`` against ``original`` inside and outside ``mask`` (``inf``
+    inside/outside when equal there; ``nan`` for a side with no pixel)."""
+
+    def on(where: np.ndarray) -> float:
+        if not where.any():
+            return math.nan
+        return psnr_rgb(decoded[where][None], original[where][None])
+
+    return on(mask), on(~mask)
+
+
 def rd_curve(
     images: Sequence[tuple[str, np.ndarray]],
     codec: str,
@@ -121,6 +165,7 @@ def rd_curve(
     *,
     model: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    masks: Sequence[np.ndarray] | None = None,
 ) -> Curve:
     """Measure one curve: ``codec`` at ``scale``, restored by ``model``, at ``qualities``.
 
@@ -131,6 +176,8 @@ def rd_curve(
         qualities: Codec qualities (default :func:`default_qualities`).
         model: Restorer name for scale > 1 (default: as :func:`~superres.codec.compress`).
         progress: Called with ``(done, total)`` after every encode/decode.
+        masks: A region of interest per image (:func:`roi_masks`): the points then also
+            have PSNR-RGB inside and outside it.
 
     Raises:
         ConfigError: an unknown codec or model, a quality out of range, no images, or an
@@ -143,14 +190,11 @@ def rd_curve(
         chosen.check_quality(q)
     if not images:
         raise ConfigError("no images to measure")
-    for image_name, pixels in images:
-        h, w = pixels.shape[:2]
-        if min(h, w) < 161:
-            raise ConfigError(f"{image_name} is {w}x{h}: MS-SSIM needs at least 161 pixels a side")
+    _check_images(images, masks)
     restorer = pipeline.choose_restorer(model if scale > 1 else None, scale)
-    rows = np.zeros((len(qualities), 5))  # bpp, psnr, ms-ssim, enc time, dec time
+    rows = np.zeros((len(qualities), 7))  # bpp, psnr, ms-ssim, enc, dec time, psnr in/out
     total, done = len(images) * len(qualities), 0
-    for _, pixels in images:
+    for k, (_, pixels) in enumerate(images):
         h, w, channels = pixels.shape
         header = container.Header(
             width=w, height=h, channels=channels, scale=scale, codec_id=chosen.codec_id,
@@ -166,19 +210,116 @@ def rd_curve(
             parsed, payload, _, _ = container.unpack(data, max_pixels=h * w)
             decoded = pipeline.decode_pixels(parsed, payload, restorer.net)
             finished = time.perf_counter()
+            inside = psnr_regions(decoded, pixels, masks[k]) if masks else (0.0, 0.0)
             rows[i] += (
                 len(data) * 8 / (h * w),
                 psnr_rgb(decoded, pixels),
                 ms_ssim(decoded, pixels),
                 encoded - start + downscale_time,
                 finished - encoded,
+                *inside,
             )
             done += 1
             if progress is not None:
                 progress(done, total)
     rows /= len(images)
-    points = tuple(RDPoint(q, *map(float, row)) for q, row in zip(qualities, rows, strict=True))
+    points = tuple(
+        _point(q, row, masks is not None) for q, row in zip(qualities, rows, strict=True)
+    )
     return Curve(chosen.name, scale, restorer.name, points)
+
+
+def roi_curve(
+    images: Sequence[tuple[str, np.ndarray]],
+    codec: str,
+    scale: int,
+    targets: Sequence[float],
+    masks: Sequence[np.ndarray],
+    *,
+    model: str | None = None,
+    roi_weight: float = api.ROI_WEIGHT,
+    progress: Callable[[int, int], None] | None = None,
+) -> Curve:
+    """Measure files made with a region-of-interest layer (:func:`superres.codec.compress`
+    with ``roi=``) at each of ``targets`` bpp, decoded as :func:`superres.codec.decompress`
+    decodes them. A target an image cannot meet is measured at the smallest file (its bpp,
+    above the target, is what is averaged).
+
+    Args:
+        images: From :func:`load_images`.
+        codec, scale, model: As :func:`rd_curve`.
+        targets: Target bpps (each > 0).
+        masks: The region of each image (:func:`roi_masks`).
+        roi_weight: As :func:`superres.codec.compress`.
+        progress: Called with ``(done, total)`` after every file.
+
+    Raises:
+        ConfigError: as :func:`rd_curve`, or a target that is not a positive number.
+    """
+    chosen = get_codec(codec)
+    if not targets or any(not (isinstance(t, (int, float)) and t > 0) for t in targets):
+        raise ConfigError(f"targets must be positive bpps, got {list(targets)!r}")
+    _check_images(images, masks)
+    restorer = pipeline.choose_restorer(model if scale > 1 else None, scale)
+    rows = np.zeros((len(targets), 8))  # ... as rd_curve, and the base quality
+    total, done = len(images) * len(targets), 0
+    for k, (_, pixels) in enumerate(images):
+        h, w = pixels.shape[:2]
+        for i, target in enumerate(targets):
+            start = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", api.TargetBitrateWarning)
+                result = api.compress_detailed(
+                    pixels, codec=chosen.name, target_bpp=float(target), scale=scale,
+                    model=restorer.name, roi=masks[k], roi_weight=roi_weight, allow_over=True,
+                )  # fmt: skip
+            encoded = time.perf_counter()
+            decoded = api.decompress(result.data).pixels
+            finished = time.perf_counter()
+            rows[i] += (
+                len(result.data) * 8 / (h * w),
+                psnr_rgb(decoded, pixels),
+                ms_ssim(decoded, pixels),
+                encoded - start,
+                finished - encoded,
+                *psnr_regions(decoded, pixels, masks[k]),
+                result.quality,
+            )
+            done += 1
+            if progress is not None:
+                progress(done, total)
+    rows /= len(images)
+    points = tuple(
+        dataclasses.replace(_point(round(row[7]), row[:7], True), target_bpp=float(t))
+        for t, row in zip(targets, rows, strict=True)
+    )
+    return Curve(chosen.name, scale, restorer.name, points, roi=True)
+
+
+def _check_images(
+    images: Sequence[tuple[str, np.ndarray]], masks: Sequence[np.ndarray] | None
+) -> None:
+    if not images:
+        raise ConfigError("no images to measure")
+    for image_name, pixels in images:
+        h, w = pixels.shape[:2]
+        if min(h, w) < 161:
+            raise ConfigError(f"{image_name} is {w}x{h}: MS-SSIM needs at least 161 pixels a side")
+    if masks is not None:
+        if len(masks) != len(images):
+            raise ConfigError(f"{len(masks)} masks for {len(images)} images")
+        for (image_name, pixels), mask in zip(images, masks, strict=True):
+            if mask.shape != pixels.shape[:2] or mask.dtype != np.bool_:
+                raise ConfigError(f"{image_name}: the mask is not an H x W bool array of its size")
+
+
+def _point(quality: int, row: np.ndarray, regional: bool) -> RDPoint:
+    values = [float(v) for v in row]
+    return RDPoint(
+        quality, *values[:5],
+        psnr_roi=values[5] if regional else None,
+        psnr_outside=values[6] if regional else None,
+    )  # fmt: skip
 
 
 def pareto_front(curves: Sequence[Curve]) -> Curve:
@@ -190,6 +331,8 @@ def pareto_front(curves: Sequence[Curve]) -> Curve:
     if not curves:
         raise ValueError("no curves")
 
+    if any(c.roi for c in curves):
+        raise ValueError("an ROI curve is not a whole-image operating point (leave it out)")
     rated = [sorted((p.bpp, p.psnr) for p in c.points if p.bpp > 0) for c in curves]
 
     def beaten(point: RDPoint, own: Curve) -> bool:
@@ -279,19 +422,23 @@ def bd_rate(
 
 
 def to_compressai(curve: Curve, description: str = "") -> dict:
-    """The curve in CompressAI's results JSON shape."""
-    return {
-        "name": curve.name,
-        "description": description,
-        "results": {
-            "quality": curve.column("quality"),
-            "bpp": curve.column("bpp"),
-            "psnr-rgb": curve.column("psnr"),
-            "ms-ssim-rgb": curve.column("ms_ssim"),
-            "encoding_time": curve.column("encoding_time"),
-            "decoding_time": curve.column("decoding_time"),
-        },
+    """The curve in CompressAI's results JSON shape (plus ``psnr-rgb-roi`` and
+    ``psnr-rgb-outside`` when measured with a region of interest, and ``target_bpp`` on an
+    ROI curve)."""
+    results = {
+        "quality": curve.column("quality"),
+        "bpp": curve.column("bpp"),
+        "psnr-rgb": curve.column("psnr"),
+        "ms-ssim-rgb": curve.column("ms_ssim"),
+        "encoding_time": curve.column("encoding_time"),
+        "decoding_time": curve.column("decoding_time"),
     }
+    if curve.points and curve.points[0].psnr_roi is not None:
+        results["psnr-rgb-roi"] = curve.column("psnr_roi")
+        results["psnr-rgb-outside"] = curve.column("psnr_outside")
+    if curve.roi:
+        results["target_bpp"] = curve.column("target_bpp")
+    return {"name": curve.name, "description": description, "results": results}
 
 
 def plot(

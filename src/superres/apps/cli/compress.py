@@ -15,13 +15,14 @@ from superres.apps.cli.common import (
     warning,
 )
 
-__all__ = ["CodecChoices", "add_parser", "run"]
+__all__ = ["CodecChoices", "add_parser", "roi_weight_arg", "run"]
 
 EPILOG = """\
 examples:
   superres compress photo.png -o photo.srz --quality 40
   superres compress photo.png -o out/photo.srz --codec webp --target-bpp 0.3 --scale auto
   superres compress photo.png -o photo.srz --target-bpp 0.1 --scale 2 --allow-over
+  superres compress photo.png -o photo.srz --codec webp --target-bpp 0.25 --scale 2 --roi face.png
 """
 
 
@@ -49,6 +50,10 @@ and record the model that restores it on decompression.
 Exactly one of --quality or --target-bpp is required. Defaults: --codec jpeg,
 --scale 1, --model the best shipped for the scale, --subsampling 4:2:0. The output's
 folder is created if needed; nothing is written if compression fails.
+
+--roi MASK (white = the region, any size) or --roi auto (the most salient quarter)
+spends more of the --target-bpp on the region: the file adds an enhancement layer over
+it, and the region is restored with higher fidelity, the rest with less.
 """
 
 
@@ -58,6 +63,17 @@ def _scale_arg(text: str) -> int | str:
     if text not in ("1", "2", "3", "4"):
         raise argparse.ArgumentTypeError(f"expected 1, 2, 3, 4 or auto, got '{text}'")
     return int(text)
+
+
+def roi_weight_arg(text: str) -> float:
+    """argparse type of ``--roi-weight``: a finite number >= 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value >= 1 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got '{text}'")
+    return value
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -91,6 +107,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     co.add_argument("--device", default=None,
                     help="where --scale auto runs the restorer to score each scale: cpu, "
                          "cuda, cuda:N or mps (default: automatic)")  # fmt: skip
+    co.add_argument("--roi", default=None, metavar="MASK|auto",
+                    help="region of interest: a mask image (white = the region; resized to "
+                         "the image) or auto (saliency); needs --target-bpp")  # fmt: skip
+    co.add_argument("--roi-weight", type=roi_weight_arg, default=None, metavar="W",
+                    help="how many times a region pixel's squared error counts as much as "
+                         "another's when the bits are shared out (default 8)")  # fmt: skip
     co.add_argument("--overwrite", action="store_true", help="replace an existing output")
     add_threads(co)
     co.add_argument("--quiet", "-q", action="store_true", help="print nothing on success")
@@ -111,6 +133,11 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--scale auto needs --target-bpp")
     if args.allow_over and args.target_bpp is None:
         raise UsageError("--allow-over goes with --target-bpp")
+    if args.roi is not None and args.target_bpp is None:
+        raise UsageError("--roi needs --target-bpp")
+    if args.roi_weight is not None and args.roi is None:
+        raise UsageError("--roi-weight goes with --roi")
+    roi_weight = codec.ROI_WEIGHT if args.roi_weight is None else args.roi_weight
     engine.set_threads(args.threads)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", codec.TargetBitrateWarning)
@@ -119,7 +146,8 @@ def run(args: argparse.Namespace) -> int:
                 args.input, args.output, codec=args.codec, quality=args.quality,
                 target_bpp=args.target_bpp, scale=args.scale, model=args.model,
                 subsampling=args.subsampling, overwrite=args.overwrite,
-                allow_over=args.allow_over, device=args.device,
+                allow_over=args.allow_over, device=args.device, roi=args.roi,
+                roi_weight=roi_weight,
             )  # fmt: skip
         except codec.TargetBitrateError as err:
             error(f"{err} (--allow-over writes it anyway)")
@@ -134,8 +162,14 @@ def run(args: argparse.Namespace) -> int:
             warning(caught_warning.message)
     if not args.quiet:
         model = f", restored by {result.model}" if result.scale > 1 else ""
+        region = ""
+        if result.roi_quality is not None:
+            region = (
+                f"; region of interest: {result.roi_bytes:,} bytes, enhancement quality "
+                f"{result.roi_quality}"
+            )
         print(
             f"{args.output}: {len(result.data):,} bytes, {result.bpp:.4f} bpp "
-            f"({result.codec} quality {result.quality}, x{result.scale}{model})"
+            f"({result.codec} quality {result.quality}, x{result.scale}{model}{region})"
         )
     return EXIT_OK

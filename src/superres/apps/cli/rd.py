@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from superres.apps.cli.common import EXIT_OK, UsageError, add_threads, progress_enabled
-from superres.apps.cli.compress import CodecChoices
+from superres.apps.cli.compress import CodecChoices, roi_weight_arg
 
 __all__ = ["add_parser", "run"]
 
@@ -15,6 +15,7 @@ EPILOG = """\
 examples:
   superres rd --data Kodak24 --codec jpeg --scales 1,2 --json rd.json --plot rd.png
   superres rd --data Kodak24 --codec webp --scales 2,4 --models codec,lanczos --bpp-window 0.1,0.3
+  superres rd --data Kodak24 --codec jpeg --scales 2 --roi centre.png --roi-bpp 0.25 --json roi.json
 """
 
 
@@ -25,6 +26,12 @@ full resolution.
 
 Every image is read before any is measured: one that cannot be read stops the run with
 a one-line error naming it (an average over fewer images would not be the folder's).
+
+With --roi MASK (one mask for every image, resized to each; or auto, each image's
+saliency), every point also gets PSNR-RGB inside and outside the region, and each scale
+gets an "ROI layer" curve: files made with compress --roi at the --roi-bpp targets. ROI
+curves are left out of the BD-rates and the best-of curve (they trade the rest of the
+image for the region).
 """
 
 
@@ -35,6 +42,16 @@ def _int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(
             f"expected comma-separated integers, got '{text}'"
         ) from None
+
+
+def _float_list(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or any(not v > 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive bpps, got '{text}'")
+    return values
 
 
 def _window(text: str) -> tuple[float, float]:
@@ -66,6 +83,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                      help="codec qualities (default: a dense set per codec)")  # fmt: skip
     rdp.add_argument("--bpp-window", type=_window, default=(0.1, 0.4), metavar="LOW,HIGH",
                      help="bpp range of the BD-rate (default 0.1,0.4)")  # fmt: skip
+    rdp.add_argument("--roi", default=None, metavar="MASK|auto",
+                     help="region of interest: a mask image (white = the region, resized to "
+                          "each image) or auto (saliency): PSNR inside and outside it, and "
+                          "ROI-layer curves")  # fmt: skip
+    rdp.add_argument("--roi-bpp", type=_float_list, default=[0.15, 0.25, 0.4],
+                     metavar="B,B,...",
+                     help="targets of the ROI-layer curves (default 0.15,0.25,0.4)")  # fmt: skip
+    rdp.add_argument("--roi-weight", type=roi_weight_arg, default=None, metavar="W",
+                     help="as compress --roi-weight (default 8)")  # fmt: skip
     rdp.add_argument("--json", type=Path, default=None, metavar="FILE",
                      help="write CompressAI-style JSON")  # fmt: skip
     rdp.add_argument("--plot", type=Path, default=None, metavar="FILE",
@@ -96,6 +122,9 @@ def run(args: argparse.Namespace) -> int:
     images = rd.load_images(args.data)
     if not images:
         raise UsageError(f"{args.data}: no images")
+    if args.roi_weight is not None and args.roi is None:
+        raise UsageError("--roi-weight goes with --roi")
+    masks = None if args.roi is None else rd.roi_masks(images, args.roi)  # before any work
     model_names = args.models.split(",") if args.models else [None]
     curves = []
     for scale in sorted(set(args.scales)):
@@ -111,26 +140,56 @@ def run(args: argparse.Namespace) -> int:
 
             try:
                 curves.append(rd.rd_curve(images, args.codec, scale, args.qualities,
-                                          model=model, progress=progress))  # fmt: skip
+                                          model=model, progress=progress,
+                                          masks=masks))  # fmt: skip
             except ValueError as err:
                 raise UsageError(" ".join(str(err).split())) from None
+            finally:
+                bar.close()
+    roi_curves = []
+    if masks is not None:
+        from superres.codec import ROI_WEIGHT
+
+        weight = ROI_WEIGHT if args.roi_weight is None else args.roi_weight
+        primary = next((c.model for c in curves if c.scale > 1), None)
+        for curve in [c for c in curves if c.scale == 1 or c.model == primary]:
+            bar = tqdm(desc=f"{curve.name}, ROI layer", unit="file", leave=False,
+                       disable=not progress_enabled(args.quiet))  # fmt: skip
+
+            def progress(done: int, total: int, bar: tqdm = bar) -> None:
+                bar.total = total
+                bar.update(done - bar.n)
+
+            try:
+                roi_curves.append(rd.roi_curve(
+                    images, args.codec, curve.scale, args.roi_bpp, masks,
+                    model=curve.model if curve.scale > 1 else None, roi_weight=weight,
+                    progress=progress,
+                ))  # fmt: skip
             finally:
                 bar.close()
     reference = curves[0]
     primary = next((c.model for c in curves if c.scale > 1), None)  # the first restorer
     front = rd.pareto_front([c for c in curves if c.scale == 1 or c.model == primary])
     low, high = args.bpp_window
-    print(f"{args.data}: {len(images)} images, codec {args.codec}")
+    where = "" if masks is None else f", region of interest {args.roi}"
+    print(f"{args.data}: {len(images)} images, codec {args.codec}{where}")
     bd: dict[str, float | None] = {}
-    for curve in [*curves, front]:
+    for curve in [*curves, front, *roi_curves]:
         print(f"\n{curve.name}")
+        first = "target" if curve.roi else "quality"
+        regional = bool(curve.points) and curve.points[0].psnr_roi is not None
+        extra = f" {'PSNR-in':>8} {'PSNR-out':>8}" if regional else ""
         print(
-            f"  {'quality':>7} {'bpp':>7} {'PSNR-RGB':>9} {'MS-SSIM':>8} {'enc s':>6} {'dec s':>6}"
+            f"  {first:>7} {'bpp':>7} {'PSNR-RGB':>9}{extra} {'MS-SSIM':>8} {'enc s':>6} "
+            f"{'dec s':>6}"
         )
         for p in curve.points:
-            print(f"  {p.quality:>7} {p.bpp:>7.4f} {p.psnr:>9.3f} {p.ms_ssim:>8.4f} "
+            key = f"{p.target_bpp:>7.3f}" if curve.roi else f"{p.quality:>7}"
+            inside = f" {p.psnr_roi:>8.3f} {p.psnr_outside:>8.3f}" if regional else ""
+            print(f"  {key} {p.bpp:>7.4f} {p.psnr:>9.3f}{inside} {p.ms_ssim:>8.4f} "
                   f"{p.encoding_time:>6.3f} {p.decoding_time:>6.3f}")  # fmt: skip
-        if curve is reference:
+        if curve is reference or curve.roi:
             continue
         try:
             value, (p_low, p_high) = rd.bd_rate(
@@ -150,7 +209,10 @@ def run(args: argparse.Namespace) -> int:
             f"best operating point per bitrate among scales {', '.join(map(str, args.scales))}"
         )
         payload = rd.to_compressai(front, description)
-        payload["curves"] = [rd.to_compressai(c) for c in curves]
+        payload["curves"] = [rd.to_compressai(c) for c in [*curves, *roi_curves]]
+        if masks is not None:
+            payload["roi"] = {"mask": str(args.roi), "target_bpp": args.roi_bpp,
+                              "weight": weight}  # fmt: skip
         payload["bd_rate"] = {"reference": reference.name, "bpp_window": [low, high],
                               "percent": bd}  # fmt: skip
         atomic_write_bytes(args.json, (json.dumps(payload, indent=2) + "\n").encode())
