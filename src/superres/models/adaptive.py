@@ -16,6 +16,12 @@ there; across the ``overlap`` pixels around a seam the two tiles' outputs are cr
 so a class boundary shows no seam. The routing depends on where the tile grid falls, so the
 inference engine treats the model as ``"approximate"`` for its own (much larger) tiles.
 
+Cost: every routed tile carries the full receptive field of the largest member (63 LR
+pixels for the quality tier), so small tiles pay a large context overhead: with 32-pixel
+tiles an isolated tile's input is about 17 times its core. The shipped settings must weigh
+this against the share routed to cheap members (merging runs of same-class tiles into one
+input is the next step).
+
 Members are ordinary modules (``create_model`` or loaded checkpoints) of one scale;
 :func:`superres.weights.zoo.resolve` builds the shipped ``adaptive`` model from
 ``weights/adaptive.json`` (members, thresholds and how they were calibrated).
