@@ -419,11 +419,12 @@ def test_rd_roi_reports_psnr_inside_and_outside(tmp_path, capsys):
     assert len(plain["psnr-rgb-roi"]) == len(plain["psnr-rgb-outside"]) == 2
     assert result["roi"]["target_bpp"] == [1.5]
     assert "jpeg x2 + bicubic, ROI layer" not in result["bd_rate"]["percent"]
+    missing, never = tmp_path / "nope.png", tmp_path / "n.json"
     nope = ["rd", "--data", str(data), "--scales", "2", "--models", "bicubic", "--qualities",
-            "10", "--roi", str(tmp_path / "nope.png"), "--json", str(tmp_path / "n.json")]  # fmt: skip
+            "10", "--roi", str(missing), "--json", str(never)]  # fmt: skip
     assert cli.main(nope) == 1
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "nope.png" in err and not (tmp_path / "n.json").exists()
+    assert err.count("\n") == 1 and "nope.png" in err and not never.exists()
 
 
 # --------------------------------------------------------------------------- the floor
