@@ -276,12 +276,12 @@ def export_onnx(
 
     path = Path(path)
     if not overwrite and path.exists():
-        raise FileExistsError(f"{path}: output exists (use --overwrite to replace it)")
+        raise FileExistsError(f"{path}: output exists")
     data = onnx_bytes(model, opset=opset, verify=verify)
     try:
         return atomic_write_bytes(path, data, overwrite=overwrite)
     except FileExistsError:
-        raise FileExistsError(f"{path}: output exists (use --overwrite to replace it)") from None
+        raise FileExistsError(f"{path}: output exists") from None
 
 
 # --------------------------------------------------------------------------- runtime

@@ -470,13 +470,13 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     path = key.strip().split(".")
     if not sep or not all(path):
         raise ConfigError(
-            f"--set {text!r}: expected KEY=VALUE with a dotted KEY, e.g. optim.lr=1e-4"
+            f"override {text!r}: expected KEY=VALUE with a dotted KEY, e.g. optim.lr=1e-4"
         )
     try:
         parsed = yaml.safe_load(value) if value.strip() else None
     except yaml.YAMLError as exc:
         problem = str(exc).splitlines()[0]
-        raise ConfigError(f"--set {text!r}: value is not valid YAML ({problem})") from None
+        raise ConfigError(f"override {text!r}: value is not valid YAML ({problem})") from None
     return path, parsed
 
 
@@ -491,7 +491,9 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Iterable[str]) -> dict[st
             if child is None:
                 child = node[part] = {}
             if not isinstance(child, dict):
-                raise ConfigError(f"--set {text!r}: '{'.'.join(path[: i + 1])}' is not a section")
+                raise ConfigError(
+                    f"override {text!r}: '{'.'.join(path[: i + 1])}' is not a section"
+                )
             node = child
         node[path[-1]] = value
     return out
