@@ -467,7 +467,7 @@ def _compress_roi_at(
     decoded file is scored by ``weight * SSE(region) + SSE(rest)``. The base quality is
     searched by golden section over the qualities whose base leaves room for an enhancement
     (at most :data:`_ROI_PROBES` restorations); the lowest-scoring file is returned with its
-    score. If no file fits, the lowest qualities of both layers (``met_target=False``).
+    score. If no file fits, the smallest file tried (``met_target=False``).
     """
     h, w, channels = pixels.shape
     header = container.Header(
@@ -477,7 +477,7 @@ def _compress_roi_at(
     mask_body, layers = roi.encode_mask(mask)
     lr = pipeline.downscale(pixels, scale)
     budget = target_bpp * w * h / 8  # bytes
-    low, high = codec.quality_range
+    low = codec.quality_range[0]
     bases: dict[int, bytes] = {}
 
     def base(q: int) -> bytes:
@@ -532,6 +532,8 @@ def _compress_roi_at(
         attempt(low)
         return tried[low][1], math.inf
     _golden_min(attempt, low, top, _ROI_PROBES)
+    if all(math.isinf(c) for c, _ in tried.values()):
+        attempt(low)  # the probes all overshot: the lowest base leaves the most room
     cost, best = min(tried.values(), key=lambda t: t[0])
     if math.isinf(cost):  # nothing fits: the smallest file
         best = min((r for _, r in tried.values()), key=lambda r: len(r.data))
