@@ -720,3 +720,13 @@ def test_decompress_file_checks_the_output_before_decoding(tmp_path, monkeypatch
     decompress_file(srz, out)
     assert io.read_image(out).pixels.shape == (37, 45, 3)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.srz", "exists.png", "made"]
+
+
+def test_restorers_are_loaded_once_per_process():
+    """A service decoding many files reuses the restorer instead of reloading its weights."""
+    from superres.codec import models
+
+    first, digest = models.load_restorer("codec", 2)
+    again, digest_again = models.load_restorer("codec", 2)
+    assert first is again and digest == digest_again
+    assert models.load_restorer("fast", 2)[0] is not first

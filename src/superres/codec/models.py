@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import sys
+import threading
 from typing import TYPE_CHECKING
 
 from superres.codec.base import ContainerError
@@ -98,6 +99,23 @@ def model_hash(model: SRModel | nn.Module) -> bytes:
     return digest.digest()[:4]
 
 
+_RESTORERS: dict[tuple, tuple[SRModel, bytes]] = {}
+_RESTORERS_LOCK = threading.Lock()
+
+
+def _cached(ident: int, scale: int, dev: torch.device | None) -> tuple[SRModel, bytes]:
+    """``(model, hash)`` of a restorer, loaded once per (model, scale, device)."""
+    from superres.weights import zoo
+
+    key = (ident, scale, None if dev is None else str(dev))
+    with _RESTORERS_LOCK:
+        if key not in _RESTORERS:
+            net = zoo.resolve(MODELS[ident], scale)
+            digest = model_hash(net)
+            _RESTORERS[key] = (net if dev is None else net.to(dev)), digest
+        return _RESTORERS[key]
+
+
 def load_restorer(
     model: str | int,
     scale: int,
@@ -108,7 +126,9 @@ def load_restorer(
     """Load the restoration model of a file (or about to be written to one).
 
     Weights come from :func:`superres.weights.zoo.resolve` (the shipped models and the
-    parameter-free ``bicubic``); the model returned is the caller's own copy.
+    parameter-free ``bicubic``) and are loaded once per process, model and device: the model
+    returned is shared by every call (inference never modifies it), so a long-lived process
+    decoding many files does not reload weights. Do not train or move it.
 
     Args:
         model: Name or id from :data:`MODELS`.
@@ -132,10 +152,11 @@ def load_restorer(
     if ident == LANCZOS:
         net, digest = None, bytes(4)
     else:
-        from superres.weights import zoo
+        from superres.inference import engine
 
+        dev = None if device is None else engine.select_device(device)  # DeviceError
         try:
-            net = zoo.resolve(name, scale)
+            net, digest = _cached(ident, scale, dev)
         except ValueError as err:
             if expected_hash is None:
                 raise ConfigError(f"restoration model {name!r} x{scale}: {err}") from None
@@ -143,11 +164,6 @@ def load_restorer(
                 f"file was compressed with model {name!r} x{scale} (hash "
                 f"{expected_hash.hex()}), this installation has no such weights ({err})"
             ) from None
-        digest = model_hash(net)
-        if device is not None:
-            from superres.inference import engine
-
-            net = net.to(engine.select_device(device))
     if expected_hash is not None and digest != expected_hash:
         raise ContainerError(
             f"file was compressed with model {name!r} x{scale} (hash {expected_hash.hex()}), "

@@ -22,7 +22,7 @@ from PIL import Image as PILImage
 
 from superres.codec import container, models, roi
 from superres.codec.base import get_codec
-from superres.core.resize import imresize
+from superres.core.resize import imresize, to_levels
 from superres.errors import ConfigError
 from superres.inference import engine
 from superres.models import SRModel
@@ -97,7 +97,7 @@ def downscale(pixels: np.ndarray, scale: int) -> np.ndarray:
     padded = np.pad(pixels, ((0, lr_h * scale - h), (0, lr_w * scale - w), (0, 0)), "symmetric")
     hr = torch.from_numpy(padded).permute(2, 0, 1).float().div_(255.0)
     lr = imresize(hr, size=(lr_h, lr_w))
-    lr = lr.clamp_(0, 1).mul_(255.0).add_(0.5).floor_().to(torch.uint8)
+    lr = to_levels(lr).to(torch.uint8)
     return np.ascontiguousarray(lr.permute(1, 2, 0).numpy())
 
 
