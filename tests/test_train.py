@@ -332,7 +332,7 @@ def test_a_bad_validation_folder_fails_before_the_first_step(tmp_path, folders, 
     assert code == 2
     assert err.startswith("superres: error: data.val:") and "\n" not in err, err
     assert ("broken.png" if problem == "corrupt" else str(val)) in err
-    assert not (out / train_state.STATE_FILE).exists()
+    assert not out.exists()  # checked before the run folder is written
 
 
 def test_a_corrupt_training_image_is_one_line(tmp_path, capsys):
@@ -343,6 +343,7 @@ def test_a_corrupt_training_image_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2 and "\n" not in err and "zz_broken.png" in err, err
     assert err.startswith("superres: error: data.train:")
+    assert not (tmp_path / "run").exists()
 
 
 def test_channels_other_than_rgb_are_refused_in_the_config(tmp_path, folders):

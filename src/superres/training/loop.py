@@ -142,8 +142,6 @@ class _Trainer:
                 pairs, skipped = load()
         else:
             pairs, skipped = load()
-        if d.val is not None:
-            self.check_val_folder(d.val)
         self.say(
             f"{len(pairs)} training images from {', '.join(d.train)}"
             + (f"; skipped {len(skipped)} smaller than the patch: {', '.join(skipped[:5])}"
@@ -279,15 +277,21 @@ class _Trainer:
         cfg, info = self.cfg, self.dist
         self.start_time = time.perf_counter()
         meta = None
-        try:
+        try:  # everything a run needs is checked before the run folder is written
             if info.main:
                 meta = self.folder.check(resume)
-                self.folder.prepare(meta)
+                if cfg.data.val is not None:
+                    self.check_val_folder(cfg.data.val)
         finally:
             info.barrier()
         if not info.main and self.state_path.is_file() and resume:
             meta = read_state_metadata(self.state_path)
         self.dataset = self.load_data()
+        try:
+            if info.main:
+                self.folder.prepare(meta)
+        finally:
+            info.barrier()
         self.model = self.build_model(fresh=meta is None)
         self.ema = EMA(self.model, cfg.ema.decay) if cfg.ema.decay > 0 else None
         self.export_module = self.ema.module if self.ema is not None else self.model
