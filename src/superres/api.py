@@ -421,12 +421,17 @@ def upscale_bytes(
         ConfigError: a scale, outscale, tile or overlap the model or image cannot use.
     """
     fmt = io.output_format(format)
-    if quality is not None and not 1 <= int(quality) <= 100:
-        raise ConfigError(f"quality must be between 1 and 100, got {quality}")
+    _check_quality(quality)
     result, _ = _upscale_image(
         data, model, scale, outscale, tile, overlap, device, progress, ensemble
     )
     return io.encode_image(result, fmt, quality=quality)
+
+
+def _check_quality(quality: int | None) -> None:
+    """A lossy quality must be 1-100 (checked before any work)."""
+    if quality is not None and not 1 <= int(quality) <= 100:
+        raise ConfigError(f"quality must be between 1 and 100, got {quality}")
 
 
 def _check_target(target: Path, overwrite: bool, make_folders: bool) -> None:
@@ -510,8 +515,7 @@ def _upscale_file(
 ) -> tuple[Path, SRModel, bool]:
     """:func:`upscale_file`, also returning the model that ran and whether the input was
     lossy-coded."""
-    if quality is not None and not 1 <= int(quality) <= 100:
-        raise ConfigError(f"quality must be between 1 and 100, got {quality}")
+    _check_quality(quality)
     if isinstance(src, (str, os.PathLike)) and (not Path(src).exists() or Path(src).is_dir()):
         io.read_image(src)  # raises the one-line error for a missing path or a folder
     _check_target(target, overwrite, make_folders)

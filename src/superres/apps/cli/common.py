@@ -104,26 +104,24 @@ def progress_enabled(quiet: bool = False) -> bool:
 # --------------------------------------------------------------------------- argument types
 
 
-def positive_int(text: str) -> int:
-    """An integer >= 1 (``--threads``)."""
+def _int_at_least(text: str, low: int, what: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'")
+        raise argparse.ArgumentTypeError(f"expected {what}, got '{text}'") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"expected {what}, got '{text}'")
     return value
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1 (``--threads``)."""
+    return _int_at_least(text, 1, "a positive integer")
 
 
 def non_negative_int(text: str) -> int:
     """An integer >= 0 (``--tile`` where 0 means no tiling, ``--overlap``)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got '{text}'") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got '{text}'")
-    return value
+    return _int_at_least(text, 0, "a non-negative integer")
 
 
 def positive_float(text: str) -> float:
