@@ -32,7 +32,7 @@ import superres
 from superres.core.degrade import list_images, load_hr, make_lr_array, modcrop
 from superres.core.io import atomic_write_bytes
 from superres.core.metrics import rgb_to_y, to_tensor
-from superres.core.regions import difficulty, tile_means
+from superres.core.regions import difficulty, tile_areas, tile_means
 from superres.models import flops_per_output_pixel
 
 REPO = Path(__file__).resolve().parents[1]
@@ -78,10 +78,7 @@ def main() -> None:
             se = (y_plane(sr) - hr_y) ** 2  # HR pixels, 0..255 scale
             errors.append(tile_means(se, tile * s).ravel())
         scores = difficulty(lr, tile).ravel()
-        h, w = lr.shape[:2]
-        rows = np.minimum(tile, h - tile * np.arange(-(-h // tile)))
-        cols = np.minimum(tile, w - tile * np.arange(-(-w // tile)))
-        areas = np.outer(rows, cols).ravel().astype(np.float64)
+        areas = tile_areas(lr.shape[:2], tile).ravel().astype(np.float64)
         records.append((scores, areas, np.stack(errors)))
     print(f"{len(records)} images measured in {time.perf_counter() - start:.0f} s", flush=True)
     all_scores = np.concatenate([r[0] for r in records])

@@ -55,6 +55,7 @@ __all__ = [
     "palette",
     "region_of_interest",
     "saliency",
+    "tile_areas",
     "tile_means",
 ]
 
@@ -133,6 +134,16 @@ def _check_tile(tile: int) -> int:
     return int(tile)
 
 
+def tile_areas(size: tuple[int, int], tile: int) -> np.ndarray:
+    """Pixels in each ``tile x tile`` cell of an ``h x w`` image (the right and bottom
+    cells may be smaller): int64, shape ``ceil(h / tile) x ceil(w / tile)``."""
+    tile = _check_tile(tile)
+    h, w = size
+    rows = np.minimum(tile, h - tile * np.arange(-(-h // tile)))
+    cols = np.minimum(tile, w - tile * np.arange(-(-w // tile)))
+    return np.outer(rows, cols)
+
+
 def tile_means(values: np.ndarray, tile: int) -> np.ndarray:
     """Mean of ``values`` (``H x W``) over each ``tile x tile`` cell, float32, shape
     ``ceil(H / tile) x ceil(W / tile)``; the cells at the right and bottom edges may be
@@ -143,9 +154,7 @@ def tile_means(values: np.ndarray, tile: int) -> np.ndarray:
     padded = np.zeros((gh * tile, gw * tile), np.float64)
     padded[:h, :w] = values
     sums = padded.reshape(gh, tile, gw, tile).sum(axis=(1, 3))
-    rows = np.minimum(tile, h - tile * np.arange(gh))
-    cols = np.minimum(tile, w - tile * np.arange(gw))
-    return (sums / np.outer(rows, cols)).astype(np.float32)
+    return (sums / tile_areas((h, w), tile)).astype(np.float32)
 
 
 def difficulty(lr: np.ndarray, tile: int) -> np.ndarray:

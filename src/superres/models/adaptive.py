@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from superres.core.regions import classify, difficulty
+from superres.core.regions import classify, difficulty, tile_areas
 from superres.core.tiles import Axis
 
 __all__ = ["AdaptiveSR"]
@@ -91,10 +91,8 @@ class AdaptiveSR(nn.Module):
     def histogram(self, lr: Tensor | np.ndarray) -> list[float]:
         """Share of the image's area routed to each member (sums to 1)."""
         grid = self.classes(lr)
-        h, w = lr.shape[-2:] if isinstance(lr, Tensor) else lr.shape[:2]
-        rows = np.minimum(self.tile, h - self.tile * np.arange(grid.shape[0]))
-        cols = np.minimum(self.tile, w - self.tile * np.arange(grid.shape[1]))
-        area = np.outer(rows, cols)
+        size = lr.shape[-2:] if isinstance(lr, Tensor) else lr.shape[:2]
+        area = tile_areas(tuple(size), self.tile)
         return [float(area[grid == c].sum() / area.sum()) for c in range(len(self.members))]
 
     def forward(self, x: Tensor) -> Tensor:
