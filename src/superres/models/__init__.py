@@ -17,6 +17,7 @@ from superres.models import (  # noqa: F401
     reparam,
     srcnn,
     vdsr,
+    wiener,
 )
 from superres.models.descriptor import SRModel
 from superres.models.flops import count_flops, flops_per_output_pixel

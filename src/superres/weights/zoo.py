@@ -6,7 +6,8 @@ has a model card ``<name>.md`` beside it. ``resolve`` turns what a user types af
 
 1. an existing file path -> that checkpoint;
 2. a shipped name (``fast``, ``quality``, ...) -> its weights at the requested scale;
-3. ``bicubic`` -> the parameter-free baseline at the requested scale;
+3. ``bicubic`` or ``wiener`` -> a parameter-free baseline at the requested scale
+   (``PARAMETER_FREE``);
 4. ``adaptive`` -> the region-adaptive pseudo-model (:mod:`superres.models.adaptive`) at a
    scale listed in ``adaptive.json``: its member tiers and the thresholds chosen for them on
    training images.
@@ -74,6 +75,9 @@ def default_model_name() -> str:
 
 DEFAULT_MODEL = default_model_name()
 
+#: Parameter-free pseudo-models ``resolve`` builds at any scale (no weights file).
+PARAMETER_FREE = ("bicubic", "wiener")
+
 #: The region-adaptive model's settings per scale (written by tools/calibrate_adaptive.py).
 ADAPTIVE_FILE = WEIGHTS_DIR / "adaptive.json"
 
@@ -126,7 +130,7 @@ def resolve(name_or_path: str | Path | None = None, scale: int | None = None) ->
     if text == "adaptive":
         return _adaptive(4 if scale is None else int(scale))
     path = Path(text).expanduser()
-    named = text == "bicubic" or any(w.name == text for w in shipped_weights())
+    named = text in PARAMETER_FREE or any(w.name == text for w in shipped_weights())
     # A shipped name wins over a same-named file or folder in the working directory.
     if not named and (path.suffix == ".safetensors" or path.exists() or "/" in text):
         model = load_checkpoint(path)
@@ -143,8 +147,8 @@ def resolve(name_or_path: str | Path | None = None, scale: int | None = None) ->
                 return model
         have = ", ".join(f"x{w.scale}" for w in shipped)
         raise ValueError(f"model '{text}' has no x{wanted} weights (available: {have})")
-    if text == "bicubic":
-        return SRModel.from_module(create_model("bicubic", scale=wanted), metadata={"name": text})
+    if text in PARAMETER_FREE:
+        return SRModel.from_module(create_model(text, scale=wanted), metadata={"name": text})
     if text in list_models():
         raise ValueError(
             f"'{text}' is an architecture without shipped weights; pass a trained "
@@ -158,4 +162,4 @@ def resolve(name_or_path: str | Path | None = None, scale: int | None = None) ->
 def available_names() -> list[str]:
     """Names ``resolve`` accepts besides file paths."""
     adaptive = {"adaptive"} if adaptive_config() else set()
-    return sorted({w.name for w in shipped_weights()} | {"bicubic"} | adaptive)
+    return sorted({w.name for w in shipped_weights()} | set(PARAMETER_FREE) | adaptive)

@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({
             "architectures": [dict(zip(keys, r, strict=True)) for r in rows],
             "shipped": shipped,
-            "baselines": [{"name": "bicubic", "scales": "any", "params": 0}],
+            "baselines": [{"name": n, "scales": "any", "params": 0} for n in zoo.PARAMETER_FREE],
             "default": zoo.default_model_name(),
         }, indent=2))  # fmt: skip
         return EXIT_OK
@@ -83,5 +83,6 @@ def run(args: argparse.Namespace) -> int:
         score = f"Set5 {set5['psnr']:.2f} dB" if "psnr" in set5 else ""
         print(f"  {item['name']:<10} x{item['scale']}  {item['arch']:<16} {score}")
     print(f"  {'bicubic':<10} any scale, parameter-free baseline (MATLAB bicubic)")
+    print(f"  {'wiener':<10} any scale, parameter-free baseline (bicubic + Wiener deconvolution)")
     print(f"\nDefault model: {zoo.default_model_name()}")
     return EXIT_OK
