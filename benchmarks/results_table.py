@@ -32,7 +32,11 @@ def main() -> None:
     folders = [args.data / b for b in BENCHMARKS]
     tiers = ("fast", "quality", "codec")  # README order; any other shipped name after them
     shipped = {w.name for w in zoo.shipped_weights()}
-    names = [*zoo.PARAMETER_FREE, *(t for t in tiers if t in shipped), *sorted(shipped - set(tiers))]
+    names = [
+        *zoo.PARAMETER_FREE,
+        *(t for t in tiers if t in shipped),
+        *sorted(shipped - set(tiers)),
+    ]
     rows, records = [], []
     for name in names:
         for scale in scales:

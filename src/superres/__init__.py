@@ -20,6 +20,8 @@ _LAZY = {
     "upscale": "superres.api",
     "upscale_file": "superres.api",
     "upscale_bytes": "superres.api",
+    "upscale_burst": "superres.api",
+    "upscale_burst_file": "superres.api",
     "load_model": "superres.api",
     "clear_model_cache": "superres.api",
     "evaluate": "superres.api",

@@ -62,6 +62,8 @@ __all__ = [
     "run_jobs",
     "upscale",
     "upscale_bytes",
+    "upscale_burst",
+    "upscale_burst_file",
     "upscale_file",
 ]
 
@@ -739,3 +741,144 @@ def evaluate(
     return evaluate_folders(
         model, folders, model.scale, tile=tile, device=dev, name=name, ensemble=ensemble
     )
+
+
+# --------------------------------------------------------------------------- bursts
+
+BurstFrame = PILImage.Image | np.ndarray | io.ImageSource
+
+
+def _frame_name(frame: object, index: int) -> str:
+    if isinstance(frame, (str, os.PathLike)):
+        return os.fspath(frame)
+    return f"<frame {index}>"
+
+
+def _read_frames(frames: Sequence[BurstFrame]) -> list[io.Image]:
+    """Every frame as an :class:`~superres.core.io.Image`, all of one size and mode."""
+    if isinstance(frames, (str, os.PathLike, bytes, np.ndarray, PILImage.Image)):
+        raise ConfigError("frames must be a sequence of images (a list of paths or arrays)")
+    frames = list(frames)
+    if not frames:
+        raise ConfigError("a burst needs at least one frame")
+    images = []
+    for index, frame in enumerate(frames):
+        if isinstance(frame, PILImage.Image):
+            image = io.from_pil(frame)
+        elif isinstance(frame, np.ndarray):
+            try:
+                colour, alpha = io.split_alpha(frame)
+            except ConfigError as err:
+                raise ImageError(_frame_name(frame, index), str(err)) from None
+            image = io.Image(colour, alpha=alpha)
+        else:
+            image = io.read_image(frame)
+        images.append(image)
+    first = images[0]
+
+    def describe(image: io.Image) -> str:
+        kind = {1: "grey", 3: "RGB"}[image.pixels.shape[2]] + (
+            "A" if image.alpha is not None else ""
+        )
+        return f"{image.width}x{image.height} {kind} {image.bits}-bit"
+
+    for index, image in enumerate(images[1:], start=1):
+        if describe(image) != describe(first):
+            raise ImageError(
+                _frame_name(frames[index], index),
+                f"frame {index} is {describe(image)}, but frame 0 "
+                f"({_frame_name(frames[0], 0)}) is {describe(first)}: a burst's frames must "
+                "share one size and mode",
+            )
+    return images
+
+
+def upscale_burst(
+    frames: Sequence[BurstFrame],
+    scale: int = 4,
+    *,
+    method: Literal["classical"] = "classical",
+    reference: int = 0,
+    degradation: Literal["area", "bicubic"] = "area",
+    robust: bool = True,
+) -> np.ndarray:
+    """Multi-image super-resolution: fuse ``N >= 1`` frames of one scene (a burst, or
+    neighbouring video frames) into one image on the reference frame's grid, ``scale`` times
+    larger.
+
+    Args:
+        frames: Paths, bytes, PIL images or ``H x W x C`` uint8/uint16 arrays, all of one
+            size and mode. The frames are registered by phase correlation (sub-pixel
+            translations); samples that disagree with the reference after registration
+            (moving objects) get low weight.
+        scale: Integer upscaling factor.
+        method: ``"classical"``: shift-and-add by kernel regression, then Wiener
+            deconvolution (:mod:`superres.core.fusion`).
+        reference: Index of the frame whose grid (and alpha, ICC profile) the output keeps.
+        degradation: The camera model whose blur is undone: ``"area"`` (each LR pixel the
+            mean of its ``scale x scale`` HR pixels, a sensor) or ``"bicubic"``.
+        robust: Down-weight disagreeing samples (off: plain shift-and-add).
+
+    Returns:
+        ``H*scale x W*scale x C`` array of the frames' dtype (alpha, if any, from the
+        reference frame upscaled by bicubic interpolation).
+
+    Raises:
+        ImageError: an unreadable frame, or frames of different sizes or modes (one line
+            naming the frame).
+        ConfigError: a bad scale, method, reference or degradation.
+    """
+    import torch
+
+    from superres.core.resize import imresize, to_levels
+    from superres.inference.burst import fuse_burst
+
+    images = _read_frames(frames)
+    n = len(images)
+    if isinstance(reference, bool) or int(reference) != reference or not -n <= reference < n:
+        raise ConfigError(f"reference frame {reference!r} out of range for {n} frames")
+    ref = images[int(reference) % n]
+    peak = float((1 << ref.bits) - 1)
+    stack = np.stack([im.pixels for im in images]).astype(np.float32) / peak
+    tensor = torch.from_numpy(stack).permute(0, 3, 1, 2).contiguous()
+    result = fuse_burst(tensor, scale, method=method, reference=int(reference) % n,
+                        degradation=degradation, robust=robust)  # fmt: skip
+    pixels = to_levels(result.image.clamp(0, 1), ref.bits).permute(1, 2, 0).numpy()
+    dtype = np.uint16 if ref.bits == 16 else np.uint8
+    out = pixels.astype(dtype)
+    if ref.alpha is not None:
+        alpha = torch.from_numpy(ref.alpha.astype(np.float32) / peak)[None]
+        up = to_levels(imresize(alpha, int(scale)).clamp(0, 1), ref.bits)[0].numpy()
+        out = np.concatenate([out, up.astype(dtype)[:, :, None]], axis=2)
+    return out[:, :, 0] if out.shape[2] == 1 else out
+
+
+def upscale_burst_file(
+    frames: Sequence[io.ImageSource],
+    dst: str | os.PathLike[str],
+    scale: int = 4,
+    *,
+    method: Literal["classical"] = "classical",
+    reference: int = 0,
+    degradation: Literal["area", "bicubic"] = "area",
+    robust: bool = True,
+    overwrite: bool = False,
+    quality: int | None = None,
+    make_folders: bool = True,
+) -> Path:
+    """:func:`upscale_burst` of image files into ``dst``, written atomically in the format
+    of its extension (the reference frame's ICC profile and EXIF are kept). The output is
+    checked before any frame is decoded; an existing ``dst`` is an error unless
+    ``overwrite``."""
+    _check_quality(quality)
+    target = Path(dst)
+    _check_target(target, overwrite, make_folders)
+    pixels = upscale_burst(frames, scale, method=method, reference=reference,
+                           degradation=degradation, robust=robust)  # fmt: skip
+    n = len(frames)
+    ref = io.read_image(frames[int(reference) % n])
+    colour, alpha = io.split_alpha(pixels) if pixels.ndim == 3 else (pixels, None)
+    colour = colour if colour.ndim == 3 else colour[:, :, None]
+    image = io.Image(np.ascontiguousarray(colour), alpha=alpha, icc_profile=ref.icc_profile,
+                     exif=ref.exif)  # fmt: skip
+    return io.write_image(target, image, overwrite=overwrite, quality=quality)

@@ -47,9 +47,10 @@ __all__ = [
 @functools.lru_cache(maxsize=32)
 def _degradation_psf(scale: int) -> Tensor:
     length = 64 * scale
-    total = torch.zeros(length, dtype=torch.float64)
+    # On the CPU explicitly: the kernel is a constant even inside ``torch.device("meta")``.
+    total = torch.zeros(length, dtype=torch.float64, device="cpu")
     for phase in range(scale):
-        impulse = torch.zeros(1, 1, length, dtype=torch.float64)
+        impulse = torch.zeros(1, 1, length, dtype=torch.float64, device="cpu")
         centre = length // 2 + phase
         impulse[..., centre] = 1.0
         response = imresize(imresize(impulse, (1, 1 / scale)), (1, scale))[0, 0]

@@ -68,9 +68,13 @@ class Wiener(nn.Module):
         self.scale = scale
         self.strength = default_strength(scale) if strength is None else float(strength)
         self.method, self.iterations = method, int(iterations)
-        self.psf = degradation_psf(scale)
         # The inverse filter decays within a few LR pixels (tests compare tiled and whole).
         self.receptive_field = 8
+
+    @property
+    def psf(self) -> Tensor:
+        """The 1-D kernel deconvolved (:func:`degradation_psf` of ``scale``, cached)."""
+        return degradation_psf(self.scale)
 
     def forward(self, x: Tensor) -> Tensor:
         up = imresize(x, self.scale)

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from superres import __version__
 from superres.apps.cli import (
     bench,
+    burst,
     compress,
     decompress,
     explain,
@@ -44,6 +45,7 @@ COMMANDS = (
     train,
     regions,
     explain,
+    burst,
 )
 
 

@@ -1,0 +1,198 @@
+"""Classical multi-frame fusion: shift-and-add by kernel regression onto the HR grid, then
+Fourier-domain deconvolution.
+
+Data flow (Farsiu et al. 2004; Wronski et al. 2019 for the robustness weights)::
+
+    frames (N, C, h, w) + shifts (N, 2) [+ weights (N, h, w)]
+      --each frame's samples placed at their HR positions, splatted with a Gaussian of
+        width sigma (numerator: weighted values, denominator: weights)--> estimate (C, H, W)
+      --wiener_deconvolve(psf = pixel integration (box or bicubic) * Gaussian(sigma))--> HR
+
+Shifts follow :mod:`superres.core.registration`: ``frame_k(y, x) ~ reference(y + dy, x + dx)``
+in LR pixels, so LR pixel ``i`` of frame ``k`` sits at HR position ``(i + 1/2 + dy) s - 1/2``
+of the reference's HR grid (pixel centres, ``s`` the scale). Under pure translation every
+sample of a frame has the same sub-pixel phase, so splatting a frame is one separable
+convolution of its zero-inserted samples: the cost is ``O(N)`` convolutions at HR size.
+
+With one frame the result is Gaussian interpolation plus deconvolution (a single-image
+baseline); with more frames at distinct phases the HR grid fills in and the deconvolution
+recovers detail that aliasing folded into each frame. ``sigma`` and the deconvolution
+strength depend on the scale, the degradation and N: :data:`FUSION_PARAMS` holds the values
+chosen on training bursts (``python tools/calibrate_fusion.py``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from superres.core.deconvolution import box_psf, wiener_deconvolve
+from superres.core.resize import cubic
+from superres.errors import ConfigError
+
+__all__ = [
+    "DEGRADATIONS",
+    "FUSION_PARAMS",
+    "fuse_classical",
+    "fusion_params",
+    "fusion_psf",
+    "shift_and_add",
+]
+
+DEGRADATIONS = ("area", "bicubic")
+
+#: ``(degradation, scale) -> {frames: (sigma, strength)}`` chosen on training bursts
+#: (T91 + BSD200 + BSD200test crops) by tools/calibrate_fusion.py; other N interpolate in
+#: log N, other scales use the nearest calibrated one.
+FUSION_PARAMS: dict[tuple[str, int], dict[int, tuple[float, float]]] = {
+    ("area", 2): {1: (1.0, 0.02), 2: (0.8, 0.02), 4: (0.6, 0.01), 8: (0.6, 0.01), 16: (0.6, 0.01)},
+    ("area", 4): {1: (2.0, 0.05), 2: (1.5, 0.05), 4: (1.0, 0.03), 8: (0.8, 0.02), 16: (0.8, 0.02)},
+    ("bicubic", 2): {1: (1.0, 0.02), 2: (0.8, 0.02), 4: (0.6, 0.01), 8: (0.6, 0.01),
+                     16: (0.6, 0.01)},
+    ("bicubic", 4): {1: (2.0, 0.05), 2: (1.5, 0.05), 4: (1.0, 0.03), 8: (0.8, 0.02),
+                     16: (0.8, 0.02)},
+}  # fmt: skip
+
+
+def _check_degradation(degradation: str) -> str:
+    if degradation not in DEGRADATIONS:
+        raise ConfigError(
+            f"degradation must be one of {', '.join(DEGRADATIONS)}, got {degradation!r}"
+        )
+    return degradation
+
+
+def fusion_params(degradation: str, scale: int, frames: int) -> tuple[float, float]:
+    """The calibrated ``(sigma, strength)`` for ``frames`` frames at ``scale``."""
+    _check_degradation(degradation)
+    scales = sorted(s for d, s in FUSION_PARAMS if d == degradation)
+    nearest = min(scales, key=lambda s: (abs(s - scale), s))
+    table = FUSION_PARAMS[(degradation, nearest)]
+    counts = sorted(table)
+    n = min(max(frames, counts[0]), counts[-1])
+    hi = next(c for c in counts if c >= n)
+    lo = max(c for c in counts if c <= n)
+    if hi == lo:
+        return table[lo]
+    t = (math.log(n) - math.log(lo)) / (math.log(hi) - math.log(lo))
+    (s0, l0), (s1, l1) = table[lo], table[hi]
+    return s0 + t * (s1 - s0), math.exp(math.log(l0) + t * (math.log(l1) - math.log(l0)))
+
+
+def _gaussian_taps(sigma: float, phase: float, radius: int) -> Tensor:
+    t = torch.arange(-radius, radius + 1, dtype=torch.float64) - phase
+    return torch.exp(-(t**2) / (2 * sigma**2))
+
+
+def fusion_psf(scale: int, degradation: str, sigma: float) -> Tensor:
+    """1-D kernel of the fused estimate: the pixel integration of ``degradation`` (an
+    ``s``-wide box, or MATLAB's antialiasing cubic widened ``s`` times) convolved with the
+    normalised splatting Gaussian."""
+    _check_degradation(degradation)
+    if degradation == "area":
+        pixel = box_psf(scale)
+    else:
+        t = torch.arange(-2 * scale, 2 * scale + 1, dtype=torch.float64)
+        pixel = cubic(t / scale).double()
+        pixel = pixel / pixel.sum()
+    radius = max(1, math.ceil(3 * sigma))
+    gauss = _gaussian_taps(sigma, 0.0, radius)
+    gauss = gauss / gauss.sum()
+    # Full convolution: len(pixel) + 2 radius taps.
+    kernel = F.conv1d(
+        F.pad(pixel[None, None], (2 * radius, 2 * radius)), gauss.flip(0)[None, None]
+    )[0, 0]
+    return kernel / kernel.sum()
+
+
+def _landing(start: int, count: int, step: int, size: int) -> tuple[int, int] | None:
+    """Samples ``i`` in ``[i0, i1)`` whose position ``start + i * step`` lies in ``[0, size)``."""
+    i0 = max(0, -(start // step) if start < 0 else 0)
+    while i0 < count and start + i0 * step < 0:
+        i0 += 1
+    i1 = min(count, (size - 1 - start) // step + 1) if start < size else 0
+    return (i0, i1) if i1 > i0 else None
+
+
+def shift_and_add(
+    frames: Tensor, shifts: Tensor, scale: int, *, sigma: float, weights: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """Kernel-regression accumulation of registered frames onto the reference's HR grid.
+
+    Args:
+        frames: ``(N, C, h, w)`` float frames.
+        shifts: ``(N, 2)`` motion ``(dy, dx)`` of each frame in LR pixels.
+        scale: Integer upscaling factor.
+        sigma: Width (HR pixels) of the Gaussian each sample is splatted with.
+        weights: Optional ``(N, h, w)`` per-sample confidence in [0, 1].
+
+    Returns:
+        ``(estimate, density)``: the ``(C, h s, w s)`` weighted mean and the ``(h s, w s)``
+        total weight (where it is tiny the estimate is extrapolated from far samples).
+    """
+    if frames.ndim != 4 or shifts.shape != (frames.shape[0], 2):
+        raise ConfigError(
+            f"expected frames (N, C, h, w) and shifts (N, 2), got {tuple(frames.shape)} and "
+            f"{tuple(shifts.shape)}"
+        )
+    if not sigma > 0:
+        raise ConfigError(f"sigma must be positive, got {sigma}")
+    n, c, h, w = frames.shape
+    s = int(scale)
+    radius = max(1, math.ceil(3 * sigma))
+    margin = radius + s  # room for the splat and the sub-pixel phase
+    big_h, big_w = h * s + 2 * margin, w * s + 2 * margin
+    total = torch.zeros(c + 1, big_h, big_w, dtype=torch.float32, device=frames.device)
+    for k in range(n):
+        dy, dx = (float(v) for v in shifts[k])
+        iy, ix = math.floor(dy + 0.5), math.floor(dx + 0.5)  # whole LR pixels of motion
+        oy, ox = (0.5 + dy - iy) * s - 0.5, (0.5 + dx - ix) * s - 0.5  # in [-1/2, s - 1/2)
+        qy, qx = math.floor(oy), math.floor(ox)
+        y0, x0 = margin + qy + iy * s, margin + qx + ix * s  # HR row/column of sample (0, 0)
+        rows = _landing(y0, h, s, big_h)
+        cols = _landing(x0, w, s, big_w)
+        if rows is None or cols is None:
+            continue  # the frame lies outside the reference's view
+        (i0, i1), (j0, j1) = rows, cols
+        weight = torch.ones(h, w) if weights is None else weights[k].float()
+        weight = weight.to(frames.device)[i0:i1, j0:j1]
+        sparse = torch.zeros_like(total)
+        ys = slice(y0 + i0 * s, y0 + (i1 - 1) * s + 1, s)
+        xs = slice(x0 + j0 * s, x0 + (j1 - 1) * s + 1, s)
+        sparse[:c, ys, xs] = frames[k, :, i0:i1, j0:j1].float() * weight
+        sparse[c, ys, xs] = weight
+        ky = _gaussian_taps(sigma, oy - qy, radius).float().to(frames.device)
+        kx = _gaussian_taps(sigma, ox - qx, radius).float().to(frames.device)
+        # Output pixel u gathers sample p with weight g(u - p): correlate with the flipped taps.
+        out = F.conv2d(sparse[:, None], kx.flip(0)[None, None, None, :], padding=(0, radius))
+        out = F.conv2d(out, ky.flip(0)[None, None, :, None], padding=(radius, 0))
+        total += out[:, 0]
+    core = total[:, margin : margin + h * s, margin : margin + w * s]
+    density = core[c]
+    return core[:c] / density.clamp(min=1e-6), density
+
+
+def fuse_classical(
+    frames: Tensor,
+    shifts: Tensor,
+    scale: int,
+    *,
+    degradation: Literal["area", "bicubic"] = "area",
+    sigma: float | None = None,
+    strength: float | None = None,
+    weights: Tensor | None = None,
+) -> Tensor:
+    """Shift-and-add, then deconvolution of :func:`fusion_psf`: ``(C, h s, w s)``, not clamped.
+
+    ``sigma`` and ``strength`` default to the calibrated :func:`fusion_params` for N frames.
+    """
+    _check_degradation(degradation)
+    default_sigma, default_strength = fusion_params(degradation, scale, frames.shape[0])
+    sigma = default_sigma if sigma is None else float(sigma)
+    strength = default_strength if strength is None else float(strength)
+    estimate, _ = shift_and_add(frames, shifts, scale, sigma=sigma, weights=weights)
+    return wiener_deconvolve(estimate, fusion_psf(scale, degradation, sigma), strength)
