@@ -797,10 +797,13 @@ def upscale_burst(
     frames: Sequence[BurstFrame],
     scale: int = 4,
     *,
-    method: Literal["classical"] = "classical",
+    method: Literal["classical", "learned"] = "classical",
     reference: int = 0,
     degradation: Literal["area", "bicubic"] = "area",
     robust: bool = True,
+    model: SRModel | str | os.PathLike[str] | None = None,
+    tile: int | None = None,
+    device: str | None = None,
 ) -> np.ndarray:
     """Multi-image super-resolution: fuse ``N >= 1`` frames of one scene (a burst, or
     neighbouring video frames) into one image on the reference frame's grid, ``scale`` times
@@ -813,11 +816,16 @@ def upscale_burst(
             (moving objects) get low weight.
         scale: Integer upscaling factor.
         method: ``"classical"``: shift-and-add by kernel regression, then Wiener
-            deconvolution (:mod:`superres.core.fusion`).
+            deconvolution (:mod:`superres.core.fusion`). ``"learned"``: every frame through
+            a single-image network (``model``), the outputs registered onto the reference's
+            HR grid and averaged with the robustness weights (N network runs).
         reference: Index of the frame whose grid (and alpha, ICC profile) the output keeps.
         degradation: The camera model whose blur is undone: ``"area"`` (each LR pixel the
             mean of its ``scale x scale`` HR pixels, a sensor) or ``"bicubic"``.
         robust: Down-weight disagreeing samples (off: plain shift-and-add).
+        model: For ``"learned"``: a loaded model, shipped name or checkpoint (default: the
+            quality tier at ``scale``). Ignored by ``"classical"``.
+        tile, device: As for :func:`upscale` (learned method).
 
     Returns:
         ``H*scale x W*scale x C`` array of the frames' dtype (alpha, if any, from the
@@ -841,8 +849,16 @@ def upscale_burst(
     peak = float((1 << ref.bits) - 1)
     stack = np.stack([im.pixels for im in images]).astype(np.float32) / peak
     tensor = torch.from_numpy(stack).permute(0, 3, 1, 2).contiguous()
+    upscaled = None
+    if method == "learned":
+        net, _ = resolve_model(model, scale, None, device=device)
+        runs = []
+        for im in images:
+            sr, _ = engine.upscale_array(im.pixels, net, tile=tile, device=device)
+            runs.append(torch.from_numpy(sr.astype(np.float32) / peak).permute(2, 0, 1))
+        upscaled = torch.stack(runs)
     result = fuse_burst(tensor, scale, method=method, reference=int(reference) % n,
-                        degradation=degradation, robust=robust)  # fmt: skip
+                        degradation=degradation, robust=robust, upscaled=upscaled)  # fmt: skip
     pixels = to_levels(result.image.clamp(0, 1), ref.bits).permute(1, 2, 0).numpy()
     dtype = np.uint16 if ref.bits == 16 else np.uint8
     out = pixels.astype(dtype)
@@ -858,10 +874,13 @@ def upscale_burst_file(
     dst: str | os.PathLike[str],
     scale: int = 4,
     *,
-    method: Literal["classical"] = "classical",
+    method: Literal["classical", "learned"] = "classical",
     reference: int = 0,
     degradation: Literal["area", "bicubic"] = "area",
     robust: bool = True,
+    model: SRModel | str | os.PathLike[str] | None = None,
+    tile: int | None = None,
+    device: str | None = None,
     overwrite: bool = False,
     quality: int | None = None,
     make_folders: bool = True,
@@ -874,7 +893,8 @@ def upscale_burst_file(
     target = Path(dst)
     _check_target(target, overwrite, make_folders)
     pixels = upscale_burst(frames, scale, method=method, reference=reference,
-                           degradation=degradation, robust=robust)  # fmt: skip
+                           degradation=degradation, robust=robust, model=model, tile=tile,
+                           device=device)  # fmt: skip
     n = len(frames)
     ref = io.read_image(frames[int(reference) % n])
     colour, alpha = io.split_alpha(pixels) if pixels.ndim == 3 else (pixels, None)

@@ -30,17 +30,20 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from superres.core.burst import downscale
 from superres.core.deconvolution import box_psf, wiener_deconvolve
-from superres.core.resize import cubic
+from superres.core.resize import cubic, imresize
 from superres.errors import ConfigError
 
 __all__ = [
     "DEGRADATIONS",
+    "back_project",
     "FUSION_PARAMS",
     "fuse_classical",
     "fusion_params",
     "fusion_psf",
     "shift_and_add",
+    "translate",
 ]
 
 DEGRADATIONS = ("area", "bicubic")
@@ -196,3 +199,89 @@ def fuse_classical(
     strength = default_strength if strength is None else float(strength)
     estimate, _ = shift_and_add(frames, shifts, scale, sigma=sigma, weights=weights)
     return wiener_deconvolve(estimate, fusion_psf(scale, degradation, sigma), strength)
+
+
+def _cubic_taps(phase: float) -> Tensor:
+    """4 Keys-cubic taps (a = -1/2) sampling at offset ``phase`` in [0, 1) from tap 1."""
+    t = torch.tensor([1 + phase, phase, 1 - phase, 2 - phase], dtype=torch.float64)
+    return cubic(t).float()
+
+
+def translate(image: Tensor, shift: Tensor | tuple[float, float]) -> Tensor:
+    """``out(y, x) = image(y + dy, x + dx)`` in the spatial domain: the whole-pixel part by
+    mirrored slicing, the fraction by separable 4-tap cubic interpolation (Keys, a = -1/2).
+    A fast stand-in for :func:`superres.core.registration.warp` (a few slices instead of FFTs
+    over a padded image) inside the back-projection loop; whole-pixel shifts are exact."""
+    dy, dx = (float(v) for v in shift)
+    h, w = image.shape[-2:]
+    out = image
+    for axis, d, n in ((-2, dy, h), (-1, dx, w)):
+        i = math.floor(d)
+        f = d - i
+        pad = min(abs(i) + 3, n - 1)
+        sides = (pad, pad, 0, 0) if axis == -1 else (0, 0, pad, pad)
+        wide = F.pad(out.reshape(-1, 1, *out.shape[-2:]), sides, mode="reflect")
+        if abs(i) + 3 > pad:  # tiny image: extend the mirror by replication
+            extra = abs(i) + 3 - pad
+            wide = F.pad(wide, (extra, extra, 0, 0) if axis == -1 else (0, 0, extra, extra),
+                         mode="replicate")  # fmt: skip
+            pad += extra
+        start = pad + i - 1  # taps read pixels y + i - 1 .. y + i + 2
+        taps = ((1, 1.0),) if f == 0 else tuple(enumerate(_cubic_taps(f).tolist()))
+        acc = None
+        for k, weight in taps:
+            part = wide.narrow(axis, start + k, n) * weight
+            acc = part if acc is None else acc.add_(part)
+        out = acc.reshape(*image.shape[:-2], *acc.shape[-2:])
+    return out
+
+
+def back_project(
+    estimate: Tensor,
+    frames: Tensor,
+    shifts: Tensor,
+    scale: int,
+    *,
+    degradation: Literal["area", "bicubic"] = "area",
+    iterations: int = 20,
+    step: float = 1.5,
+    weights: Tensor | None = None,
+) -> Tensor:
+    """Iterative back-projection (Irani and Peleg 1991) of an HR ``estimate`` against every
+    frame: ``x += step * mean_k warp_k^-1(up(w_k (y_k - down(warp_k(x)))))``.
+
+    The forward model of frame ``k`` is the protocol's (:mod:`superres.core.burst`): the
+    reference's HR image translated by the frame's shift times ``scale`` (a Fourier warp),
+    then downscaled by ``degradation``; ``up`` is bicubic interpolation. Each pass pulls the
+    estimate towards agreement with all N frames at once, which no single frame constrains.
+
+    Args:
+        estimate: ``(C, h s, w s)`` starting point (for example a fused or SR image).
+        frames: ``(N, C, h, w)`` the burst; ``shifts``: ``(N, 2)`` LR motion of each frame.
+        iterations: Passes; ``step``: the update's gain.
+        weights: Optional ``(N, h, w)`` robustness weights applied to each residual.
+
+    Returns:
+        The refined ``(C, h s, w s)`` estimate (not clamped).
+    """
+    _check_degradation(degradation)
+    if iterations < 0:
+        raise ConfigError(f"iterations must be >= 0, got {iterations}")
+    x = estimate.float().clone()
+    n = frames.shape[0]
+    motion = [shifts[k].double() * scale for k in range(n)]  # LR motion in HR pixels
+    for _ in range(int(iterations)):
+        update = torch.zeros_like(x)
+        for k in range(n):
+            moved = float(motion[k].abs().max()) > 0
+            seen = translate(x, motion[k]) if moved else x
+            residual = frames[k].float() - downscale(seen[None], scale, degradation)[0]
+            if weights is not None:
+                residual = residual * weights[k]
+            if degradation == "area":  # the box's adjoint (times scale^2): replicate
+                back = residual.repeat_interleave(scale, -2).repeat_interleave(scale, -1)
+            else:
+                back = imresize(residual, scale)
+            update += translate(back, -motion[k]) if moved else back
+        x += (step / n) * update
+    return x

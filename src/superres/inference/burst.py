@@ -7,11 +7,17 @@ Data flow::
       --robustness: each frame warped onto frame r, core.registration.confidence, warped back
         onto the frame's own grid--> weights (N, h, w) (1 for frame r)
       --"classical": core.fusion.fuse_classical (shift-and-add + Wiener deconvolution)
-      --"learned": a fusion network (models.burstnet) on the frames warped onto frame r
+      --"learned": every frame super-resolved by a single-image network (the engine, tiled),
+        warped onto frame r's HR grid by its shift x s, robust-weighted average
       --> (C, h s, w s) on frame r's HR grid
 
-N = 1 is single-image SR: registration is skipped, and the classical path is Gaussian
-interpolation plus deconvolution. The output always lies on the reference frame's grid.
+N = 1 is single-image SR: registration is skipped; the classical path is Gaussian
+interpolation plus deconvolution, the learned one the network's own output. The output
+always lies on the reference frame's grid.
+
+The learned path spends N network runs: each frame's SR output carries errors that depend
+on its sub-pixel phase (what aliasing folded where), so averaging registered outputs cancels
+part of them. A fusion network trained on bursts (taking all frames at once) is the next step.
 """
 
 from __future__ import annotations
@@ -21,18 +27,21 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from superres.core.fusion import DEGRADATIONS, fuse_classical
+from superres.core.fusion import DEGRADATIONS, back_project, fuse_classical
 from superres.core.registration import confidence, register, warp
 from superres.errors import ConfigError
 
 __all__ = ["METHODS", "BurstResult", "fuse_burst", "robustness"]
 
-METHODS = ("classical",)
+METHODS = ("classical", "learned")
 
 #: Difference (on the [0, 1] scale, local mean over 5x5 pixels) at which a sample's weight
 #: falls to exp(-1/2). Aliasing makes a static frame differ from the reference by up to about
 #: 0.03 locally at x4 (box downscaling, textures); moving objects differ by far more.
 ROBUST_SIGMA = 0.08
+
+#: Back-projection passes after the fusion of N > 1 frames (README's burst table measures it).
+REFINE = 20
 
 
 @dataclass(frozen=True)
@@ -96,6 +105,8 @@ def fuse_burst(
     degradation: str = "area",
     robust: bool = True,
     shifts: Tensor | None = None,
+    upscaled: Tensor | None = None,
+    refine: int | None = None,
 ) -> BurstResult:
     """Super-resolve a burst of ``N >= 1`` frames of one scene onto frame ``reference``'s grid.
 
@@ -108,6 +119,11 @@ def fuse_burst(
             model) or ``"bicubic"`` (MATLAB's antialiased downscaling): sets the PSF.
         robust: Down-weight samples that disagree with the reference after registration.
         shifts: Known ``(N, 2)`` motion instead of estimating it.
+        upscaled: For ``"learned"``: ``(N, C, h s, w s)``, every frame already super-resolved
+            by a single-image network (``superres.upscale_burst`` runs the engine).
+        refine: Back-projection passes against all frames after the fusion
+            (:func:`~superres.core.fusion.back_project` with ``degradation`` as the forward
+            model); None: :data:`REFINE` for N > 1, none for one frame.
     """
     ref = _check(frames, scale, method, reference, degradation)
     n = frames.shape[0]
@@ -117,6 +133,38 @@ def fuse_burst(
     elif tuple(shifts.shape) != (n, 2):
         raise ConfigError(f"shifts: expected ({n}, 2), got {tuple(shifts.shape)}")
     weights = robustness(frames, shifts, ref) if robust and n > 1 else None
-    with torch.no_grad():
-        image = fuse_classical(frames, shifts, int(scale), degradation=degradation, weights=weights)
+    if method == "learned":
+        expected = (n, frames.shape[1], frames.shape[2] * scale, frames.shape[3] * scale)
+        if upscaled is None or tuple(upscaled.shape) != expected:
+            got = None if upscaled is None else tuple(upscaled.shape)
+            raise ConfigError(f"the learned method needs the upscaled frames {expected}, got {got}")
+        image = _fuse_upscaled(upscaled.float(), shifts, int(scale), weights)
+    else:
+        with torch.no_grad():
+            image = fuse_classical(
+                frames, shifts, int(scale), degradation=degradation, weights=weights
+            )
+    passes = (REFINE if n > 1 else 0) if refine is None else int(refine)
+    if passes:
+        with torch.no_grad():
+            image = back_project(image, frames, shifts, int(scale), degradation=degradation,
+                                 iterations=passes, weights=weights)  # fmt: skip
     return BurstResult(image=image, shifts=shifts, weights=weights, reference=ref, method=method)
+
+
+def _fuse_upscaled(upscaled: Tensor, shifts: Tensor, scale: int, weights: Tensor | None) -> Tensor:
+    """Each frame's SR output warped onto the reference's HR grid; the weighted mean."""
+    total = torch.zeros(upscaled.shape[1:])
+    norm = torch.zeros(1, *upscaled.shape[-2:])
+    for k in range(upscaled.shape[0]):
+        shift = -shifts[k] * scale  # LR motion -> HR pixels; frame k's grid -> the reference's
+        moved = float(shift.abs().max()) > 0
+        sr = upscaled[k].cpu()
+        if weights is None:
+            weight = torch.ones(1, *upscaled.shape[-2:])
+        else:  # the sample weights at HR resolution
+            up = weights[k].repeat_interleave(scale, 0).repeat_interleave(scale, 1)[None]
+            weight = warp(up, shift).clamp(0, 1) if moved else up
+        total += (warp(sr, shift) if moved else sr) * weight
+        norm += weight
+    return total / norm.clamp(min=1e-6)

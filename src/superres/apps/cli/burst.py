@@ -12,11 +12,14 @@ EPILOG = """\
 examples:
   superres burst f0.png f1.png f2.png f3.png -o fused_x4.png --scale 4
   superres burst burst/*.png -o out.png --scale 2 --reference 3 --psf bicubic
+  superres burst f*.png -o fused.png --scale 4 --method learned --model quality
 
 The frames are registered against the reference frame by phase correlation (sub-pixel
-translations), samples that disagree with it after registration (moving objects) get
-low weight, and the rest are accumulated onto the reference's grid at the output
-resolution and deconvolved. With one frame this is single-image upscaling. The output
+translations); samples that disagree with it after registration (moving objects) get
+low weight. classical accumulates the samples onto the reference's grid at the output
+resolution and deconvolves; learned runs every frame through the network and averages
+the outputs registered onto the reference's grid. With one frame both are single-image
+upscaling. The output
 keeps the reference frame's grid, ICC profile and EXIF. README's burst table gives the
 gain per number of frames.
 """
@@ -33,8 +36,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     bp.add_argument("-o", "--output", required=True, help="output image (.png, .tif, ...)")
     bp.add_argument("--scale", "-s", type=positive_int, default=4,
                     help="upscaling factor (default 4)")  # fmt: skip
-    bp.add_argument("--method", choices=("classical",), default="classical",
-                    help="classical: shift-and-add + Wiener deconvolution (default)")  # fmt: skip
+    bp.add_argument("--method", choices=("classical", "learned"), default="classical",
+                    help="classical: shift-and-add + Wiener deconvolution (default); "
+                         "learned: every frame through --model, outputs registered and "
+                         "averaged")  # fmt: skip
+    bp.add_argument("--model", "-m", default=None, metavar="MODEL",
+                    help="single-image network of --method learned (default: quality)")  # fmt: skip
+    bp.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (learned)")
+    bp.add_argument("--tile", type=int, default=None, metavar="T",
+                    help="tile size in input pixels for the network (learned)")  # fmt: skip
     bp.add_argument("--reference", type=int, default=0, metavar="K",
                     help="index of the frame whose grid the output keeps (default 0)")  # fmt: skip
     bp.add_argument("--psf", choices=("area", "bicubic"), default="area",
@@ -59,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     path = api.upscale_burst_file(
         args.frames, args.output, args.scale, method=args.method, reference=args.reference,
-        degradation=args.psf, robust=not args.no_robust, overwrite=args.overwrite,
+        degradation=args.psf, robust=not args.no_robust, model=args.model, tile=args.tile,
+        device=args.device, overwrite=args.overwrite,
     )  # fmt: skip
     if not args.quiet:
         seconds = time.perf_counter() - start
