@@ -59,7 +59,10 @@ def test_fusion_psf_is_the_full_convolution() -> None:
     psf = fusion_psf(4, "area", 1.0)
     assert psf.numel() == 5 + 2 * 3 and abs(float(psf.sum()) - 1) < 1e-12
     assert torch.allclose(psf, psf.flip(0))
-    assert fusion_params("area", 4, 8) == (0.8, 0.02) or fusion_params("area", 4, 8)[0] > 0
+    assert fusion_params("area", 4, 8) == (0.4, 0.02)
+    sigma, strength = fusion_params("area", 4, 6)  # between N = 4 and 8, in log N
+    assert 0.4 < sigma < 0.55 and 0.02 < strength < 0.04
+    assert fusion_params("area", 3, 100) == fusion_params("area", 2, 16)  # nearest, clipped
     with pytest.raises(ConfigError, match="degradation must be one of area, bicubic"):
         fusion_psf(4, "gaussian", 1.0)
 

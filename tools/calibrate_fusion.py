@@ -29,8 +29,8 @@ from superres.core.registration import register
 
 REPO = Path(__file__).resolve().parents[1]
 TRAINING = ("T91", "BSD200", "BSD200test")
-SIGMAS = (0.45, 0.6, 0.8, 1.0, 1.3, 1.7, 2.2)
-STRENGTHS = (0.005, 0.01, 0.02, 0.035, 0.05, 0.08, 0.12)
+SIGMAS = (0.3, 0.4, 0.55, 0.75, 1.0, 1.4, 2.0, 2.8)
+STRENGTHS = (0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16)
 
 
 def central_crop(hr: torch.Tensor, side: int) -> torch.Tensor:

@@ -48,16 +48,19 @@ __all__ = [
 
 DEGRADATIONS = ("area", "bicubic")
 
-#: ``(degradation, scale) -> {frames: (sigma, strength)}`` chosen on training bursts
-#: (T91 + BSD200 + BSD200test crops) by tools/calibrate_fusion.py; other N interpolate in
-#: log N, other scales use the nearest calibrated one.
+#: ``(degradation, scale) -> {frames: (sigma, strength)}`` chosen on training bursts by
+#: ``python tools/calibrate_fusion.py`` (24 central 240x240 crops of T91 + BSD200 + BSD200test
+#: images, best mean PSNR-Y of the fusion alone, before back-projection); other N interpolate
+#: in log N, other scales use the nearest calibrated one.
 FUSION_PARAMS: dict[tuple[str, int], dict[int, tuple[float, float]]] = {
-    ("area", 2): {1: (1.0, 0.02), 2: (0.8, 0.02), 4: (0.6, 0.01), 8: (0.6, 0.01), 16: (0.6, 0.01)},
-    ("area", 4): {1: (2.0, 0.05), 2: (1.5, 0.05), 4: (1.0, 0.03), 8: (0.8, 0.02), 16: (0.8, 0.02)},
-    ("bicubic", 2): {1: (1.0, 0.02), 2: (0.8, 0.02), 4: (0.6, 0.01), 8: (0.6, 0.01),
-                     16: (0.6, 0.01)},
-    ("bicubic", 4): {1: (2.0, 0.05), 2: (1.5, 0.05), 4: (1.0, 0.03), 8: (0.8, 0.02),
-                     16: (0.8, 0.02)},
+    ("area", 2): {1: (0.55, 0.08), 2: (0.55, 0.02), 4: (0.4, 0.02), 8: (0.4, 0.01),
+                  16: (0.4, 0.01)},
+    ("area", 4): {1: (2.0, 0.04), 2: (0.75, 0.08), 4: (0.55, 0.04), 8: (0.4, 0.02),
+                  16: (0.4, 0.01)},
+    ("bicubic", 2): {1: (1.0, 0.005), 2: (0.75, 0.005), 4: (0.75, 0.005), 8: (0.75, 0.0025),
+                     16: (0.75, 0.0025)},
+    ("bicubic", 4): {1: (2.0, 0.02), 2: (0.75, 0.08), 4: (0.55, 0.04), 8: (0.4, 0.01),
+                     16: (0.4, 0.005)},
 }  # fmt: skip
 
 
