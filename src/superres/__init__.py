@@ -22,6 +22,7 @@ _LAZY = {
     "upscale_bytes": "superres.api",
     "upscale_burst": "superres.api",
     "upscale_burst_file": "superres.api",
+    "upscale_video": "superres.api",
     "load_model": "superres.api",
     "clear_model_cache": "superres.api",
     "evaluate": "superres.api",

@@ -30,7 +30,7 @@ import copy
 import math
 import os
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,9 +65,11 @@ __all__ = [
     "upscale_burst",
     "upscale_burst_file",
     "upscale_file",
+    "upscale_video",
 ]
 
 ImageLike = TypeVar("ImageLike", PILImage.Image, np.ndarray)
+T = TypeVar("T")
 SCALES = (2, 3, 4)
 #: The tier trained for codec-decoded input: the default for a lossy-coded input (JPEG, lossy
 #: WebP, AVIF), whose blocking and ringing the clean-input tier would sharpen.
@@ -902,3 +904,140 @@ def upscale_burst_file(
     image = io.Image(np.ascontiguousarray(colour), alpha=alpha, icc_profile=ref.icc_profile,
                      exif=ref.exif)  # fmt: skip
     return io.write_image(target, image, overwrite=overwrite, quality=quality)
+
+
+# --------------------------------------------------------------------------- video
+
+
+def _sliding_windows(items: Iterable[T], window: int) -> Iterator[tuple[list[T], int]]:
+    """For each item t of a stream, ``(burst, reference)``: the items ``t - (window - 1)
+    // 2 .. t + window // 2`` clipped to the stream, and the index of item t in it. At most
+    ``window`` items are held at once (the last list is built per call)."""
+    after, before = window // 2, (window - 1) // 2
+    held: deque[T] = deque()
+    first = 0  # index of held[0]
+    seen = 0
+    t = 0  # next item to emit
+
+    def trim() -> None:
+        nonlocal first
+        while held and first < t - before:
+            held.popleft()
+            first += 1
+
+    def emit() -> tuple[list[T], int]:
+        trim()
+        last = min(seen - 1, t + after)
+        return list(held)[: last - first + 1], t - first
+
+    for item in items:
+        trim()
+        held.append(item)
+        seen += 1
+        while seen - 1 >= t + after:
+            yield emit()
+            t += 1
+    while t < seen:
+        yield emit()
+        t += 1
+
+
+def upscale_video(
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    scale: int = 4,
+    *,
+    window: int = 5,
+    method: Literal["classical", "learned"] = "classical",
+    model: SRModel | str | os.PathLike[str] | None = None,
+    degradation: Literal["area", "bicubic"] = "area",
+    robust: bool = True,
+    tile: int | None = None,
+    device: str | None = None,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+) -> Path:
+    """Upscale a video, each frame fused with its neighbours as a burst (see
+    :func:`upscale_burst`), into ``dst`` with the source's timing and audio.
+
+    Frame t is super-resolved from the frames ``t - (window - 1) // 2 .. t + window // 2``
+    (centred for an odd ``window``; clipped at the ends of the video) with frame t as the
+    reference, so the output keeps frame t's grid; ``window=1`` is single-image upscaling of
+    every frame. For ``"learned"`` every frame goes through the network once and its output
+    is reused by every window it belongs to. Frames are decoded, fused and encoded as a
+    stream: at most ``window`` frames (and their network outputs) are held.
+
+    The output (H.264, or MPEG-4 Part 2 where PyAV has no H.264 encoder; yuv420p, odd sizes
+    padded by one row/column) keeps the source's frame rate, time base and timestamps, and
+    its audio copied unchanged (re-encoded to AAC where the output container cannot hold
+    the source's audio codec). It is written atomically: a temporary file beside ``dst``
+    renamed into place once complete; an error leaves no file.
+
+    Args:
+        src: Video file (anything FFmpeg reads).
+        dst: Output video; the extension picks the container (``.mp4``, ``.m4v``, ``.mov``,
+            ``.mkv``, ``.avi``).
+        scale: Integer upscaling factor.
+        window: Frames per burst (>= 1).
+        method, model, degradation, robust, tile, device: As for :func:`upscale_burst`.
+        overwrite: Replace an existing ``dst``.
+        progress: Optional ``callback(done_frames, total_frames)``.
+
+    Returns:
+        ``dst`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        ImageError: ``src`` is not a readable video, ``dst`` exists (unless ``overwrite``),
+            has an unknown extension or its folder does not exist.
+        ConfigError: a bad scale, window, method or degradation, or PyAV is not installed.
+    """
+    import torch
+
+    from superres.core.io import video as video_io
+    from superres.core.resize import to_levels
+    from superres.inference.burst import METHODS, fuse_burst
+
+    if isinstance(scale, bool) or int(scale) != scale or scale < 1:
+        raise ConfigError(f"scale must be a positive integer, got {scale!r}")
+    if isinstance(window, bool) or int(window) != window or window < 1:
+        raise ConfigError(f"window must be a positive integer, got {window!r}")
+    if method not in METHODS:
+        raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    if degradation not in ("area", "bicubic"):
+        raise ConfigError(f"degradation must be area or bicubic, got {degradation!r}")
+    scale, window = int(scale), int(window)
+    target = Path(dst)
+    video_io.container_format(target)
+    if target.exists() and not overwrite:
+        raise ImageError(target, "output exists")
+    info = video_io.probe(src)
+    net = resolve_model(model, scale, None, device=device)[0] if method == "learned" else None
+
+    def prepared(frame: video_io.Frame) -> tuple[video_io.Frame, torch.Tensor, np.ndarray]:
+        lr = torch.from_numpy(frame.pixels).permute(2, 0, 1).float() / 255
+        sr = None
+        if net is not None:  # once per frame, reused by every window holding it
+            sr, _ = engine.upscale_array(frame.pixels, net, tile=tile, device=device)
+        return frame, lr, sr
+
+    def fused() -> Iterator[video_io.Frame]:
+        stream = (prepared(frame) for frame in video_io.read_video(src))
+        for done, (burst, ref) in enumerate(_sliding_windows(stream, window), start=1):
+            frames = torch.stack([lr for _, lr, _ in burst])
+            upscaled = None
+            if net is not None:
+                upscaled = torch.stack(
+                    [torch.from_numpy(sr).permute(2, 0, 1).float() / 255 for _, _, sr in burst]
+                )
+            result = fuse_burst(
+                frames, scale, method=method, reference=ref, degradation=degradation,
+                robust=robust, upscaled=upscaled,
+            )  # fmt: skip
+            pixels = to_levels(result.image.clamp(0, 1)).to(torch.uint8).permute(1, 2, 0)
+            yield video_io.Frame(np.ascontiguousarray(pixels.numpy()), burst[ref][0].pts)
+            if progress is not None:
+                progress(done, max(info.frames, done))
+
+    size = (info.width * scale, info.height * scale)
+    video_io.write_video(target, fused(), like=src, info=info, size=size, overwrite=overwrite)
+    return target

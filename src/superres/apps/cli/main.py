@@ -26,6 +26,7 @@ from superres.apps.cli import (
     regions,
     train,
     upscale,
+    video,
 )
 from superres.apps.cli import eval as evaluate
 from superres.apps.cli.common import EXIT_FAILED, EXIT_USAGE, Parser, UsageError, error
@@ -46,6 +47,7 @@ COMMANDS = (
     regions,
     explain,
     burst,
+    video,
 )
 
 
