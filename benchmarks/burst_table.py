@@ -2,7 +2,8 @@
 fusion and the single-image quality tier, by the protocol of :mod:`superres.core.burst`.
 
     python benchmarks/burst_table.py [--data ../shared/data] [--scales 2,4]
-        [--datasets Set5,Set14,BSD100] [--frames 1,2,4,8,16] [--json burst.json]
+        [--datasets Set5,Set14,BSD100] [--frames 1,2,4,8,16] [--downscalers area,bicubic]
+        [--threads 1] [--json burst.json]
 
 For every HR image (index ``i`` in its folder) a burst of ``max(frames)`` frames is made with
 ``make_burst(hr, s, N, downscaler, seed=i)`` for both downscalers (``area`` and ``bicubic``,
@@ -51,7 +52,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--frames", default="1,2,4,8,16")
     parser.add_argument("--downscalers", default="area,bicubic")
     parser.add_argument("--json", type=Path, default=None)
+    # One thread: the small per-frame operations run fastest single-threaded (run one
+    # process per downscaler to use more cores).
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
     counts = [int(n) for n in args.frames.split(",")]
     records = []
     for downscaler in args.downscalers.split(","):
