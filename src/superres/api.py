@@ -795,6 +795,53 @@ def _read_frames(frames: Sequence[BurstFrame]) -> list[io.Image]:
     return images
 
 
+def _fuse_frames(
+    frames: Sequence[BurstFrame],
+    scale: int,
+    method: str,
+    reference: int,
+    degradation: str,
+    robust: bool,
+    model: SRModel | str | os.PathLike[str] | None,
+    tile: int | None,
+    device: str | None,
+) -> io.Image:
+    """:func:`upscale_burst` as an :class:`~superres.core.io.Image` carrying the reference
+    frame's alpha (upscaled), ICC profile and EXIF, so a file output needs no second read."""
+    import torch
+
+    from superres.core.resize import imresize, to_levels
+    from superres.inference.burst import fuse_burst
+
+    images = _read_frames(frames)
+    n = len(images)
+    if isinstance(reference, bool) or int(reference) != reference or not -n <= reference < n:
+        raise ConfigError(f"reference frame {reference!r} out of range for {n} frames")
+    ref = images[int(reference) % n]
+    peak = float((1 << ref.bits) - 1)
+    stack = np.stack([im.pixels for im in images]).astype(np.float32) / peak
+    tensor = torch.from_numpy(stack).permute(0, 3, 1, 2).contiguous()
+    upscaled = None
+    if method == "learned":
+        net, _ = resolve_model(model, scale, None, device=device)
+        runs = []
+        for im in images:
+            sr, _ = engine.upscale_array(im.pixels, net, tile=tile, device=device)
+            runs.append(torch.from_numpy(sr.astype(np.float32) / peak).permute(2, 0, 1))
+        upscaled = torch.stack(runs)
+    result = fuse_burst(tensor, scale, method=method, reference=int(reference) % n,
+                        degradation=degradation, robust=robust, upscaled=upscaled)  # fmt: skip
+    dtype = np.uint16 if ref.bits == 16 else np.uint8
+    pixels = to_levels(result.image.clamp(0, 1), ref.bits).permute(1, 2, 0).numpy()
+    alpha = None
+    if ref.alpha is not None:
+        plane = torch.from_numpy(ref.alpha.astype(np.float32) / peak)[None]
+        alpha = to_levels(imresize(plane, int(scale)).clamp(0, 1), ref.bits)[0].numpy()
+        alpha = np.ascontiguousarray(alpha.astype(dtype))
+    return io.Image(np.ascontiguousarray(pixels.astype(dtype)), alpha=alpha,
+                    icc_profile=ref.icc_profile, exif=ref.exif)  # fmt: skip
+
+
 def upscale_burst(
     frames: Sequence[BurstFrame],
     scale: int = 4,
@@ -838,36 +885,11 @@ def upscale_burst(
             naming the frame).
         ConfigError: a bad scale, method, reference or degradation.
     """
-    import torch
-
-    from superres.core.resize import imresize, to_levels
-    from superres.inference.burst import fuse_burst
-
-    images = _read_frames(frames)
-    n = len(images)
-    if isinstance(reference, bool) or int(reference) != reference or not -n <= reference < n:
-        raise ConfigError(f"reference frame {reference!r} out of range for {n} frames")
-    ref = images[int(reference) % n]
-    peak = float((1 << ref.bits) - 1)
-    stack = np.stack([im.pixels for im in images]).astype(np.float32) / peak
-    tensor = torch.from_numpy(stack).permute(0, 3, 1, 2).contiguous()
-    upscaled = None
-    if method == "learned":
-        net, _ = resolve_model(model, scale, None, device=device)
-        runs = []
-        for im in images:
-            sr, _ = engine.upscale_array(im.pixels, net, tile=tile, device=device)
-            runs.append(torch.from_numpy(sr.astype(np.float32) / peak).permute(2, 0, 1))
-        upscaled = torch.stack(runs)
-    result = fuse_burst(tensor, scale, method=method, reference=int(reference) % n,
-                        degradation=degradation, robust=robust, upscaled=upscaled)  # fmt: skip
-    pixels = to_levels(result.image.clamp(0, 1), ref.bits).permute(1, 2, 0).numpy()
-    dtype = np.uint16 if ref.bits == 16 else np.uint8
-    out = pixels.astype(dtype)
-    if ref.alpha is not None:
-        alpha = torch.from_numpy(ref.alpha.astype(np.float32) / peak)[None]
-        up = to_levels(imresize(alpha, int(scale)).clamp(0, 1), ref.bits)[0].numpy()
-        out = np.concatenate([out, up.astype(dtype)[:, :, None]], axis=2)
+    image = _fuse_frames(frames, scale, method, reference, degradation, robust, model, tile,
+                         device)  # fmt: skip
+    out = image.pixels
+    if image.alpha is not None:
+        out = np.concatenate([out, image.alpha[:, :, None]], axis=2)
     return out[:, :, 0] if out.shape[2] == 1 else out
 
 
@@ -894,15 +916,8 @@ def upscale_burst_file(
     _check_quality(quality)
     target = Path(dst)
     _check_target(target, overwrite, make_folders)
-    pixels = upscale_burst(frames, scale, method=method, reference=reference,
-                           degradation=degradation, robust=robust, model=model, tile=tile,
-                           device=device)  # fmt: skip
-    n = len(frames)
-    ref = io.read_image(frames[int(reference) % n])
-    colour, alpha = io.split_alpha(pixels) if pixels.ndim == 3 else (pixels, None)
-    colour = colour if colour.ndim == 3 else colour[:, :, None]
-    image = io.Image(np.ascontiguousarray(colour), alpha=alpha, icc_profile=ref.icc_profile,
-                     exif=ref.exif)  # fmt: skip
+    image = _fuse_frames(frames, scale, method, reference, degradation, robust, model, tile,
+                         device)  # fmt: skip
     return io.write_image(target, image, overwrite=overwrite, quality=quality)
 
 
