@@ -24,6 +24,7 @@ from superres.apps.cli import (
     models,
     rd,
     regions,
+    serve,
     train,
     upscale,
     video,
@@ -48,6 +49,7 @@ COMMANDS = (
     explain,
     burst,
     video,
+    serve,
 )
 
 
