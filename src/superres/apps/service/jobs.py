@@ -117,8 +117,10 @@ def probe_image(data: bytes, settings: Settings, field_name: str = "image") -> t
         raise Rejected(
             415, f"{field_name}: not an image file (or a format Pillow cannot read)"
         ) from None
-    except PILImage.DecompressionBombError:
-        raise Rejected(413, f"{field_name}: over the decompression-bomb limit") from None
+    except PILImage.DecompressionBombError as err:
+        raise Rejected(
+            413, f"{field_name}: over the limit of {settings.max_pixels} pixels ({err})"
+        ) from None
     except Exception as err:  # a header too broken to parse
         raise Rejected(400, f"{field_name}: cannot read the image header ({err})") from None
     _check_pixels(width, height, settings, field_name)

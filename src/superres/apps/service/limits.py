@@ -84,7 +84,7 @@ class RequestLimits:
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         limit_mb = self.max_bytes / (1024 * 1024)
-        too_large = f"the upload is over the limit of {limit_mb:g} MiB"
+        too_large = f"the upload is over the limit of {limit_mb:.3g} MiB"
         length = headers.get("content-length")
         if length is not None:
             try:
