@@ -16,6 +16,7 @@ from superres.apps.cli.common import (
     progress_enabled,
     scale_choice,
 )
+from superres.apps.cli.engines import add_engine_options, ray_cluster
 
 __all__ = ["add_parser", "run"]
 
@@ -23,6 +24,7 @@ EPILOG = """\
 examples:
   superres eval --data Set5 --data Set14 --model quality --scale 4
   superres eval --data Set5 -m runs/espcn_x2/best.safetensors --json espcn_x2.json
+  superres eval --data Set5 --data Set14 --data BSD100 --engine ray   (one Ray task per folder)
 """
 
 
@@ -45,6 +47,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                     help="geometric self-ensemble: average over the 8 flips and rotations "
                          "(about 8x slower, a little sharper; README gives the gain)")  # fmt: skip
     add_model_options(ev)
+    add_engine_options(ev)
     ev.set_defaults(func=run)
     return ev
 
@@ -54,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
         if not Path(folder).is_dir():
             raise UsageError(f"{folder}: not a folder")
     check_output_file(args.json, "--json")
+    cluster = ray_cluster(args)
 
     from tqdm import tqdm
 
@@ -63,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
     from superres.inference import engine
     from superres.weights import zoo
 
-    engine.set_threads(args.threads)
+    if cluster is None:
+        engine.set_threads(args.threads)
     device = engine.select_device(args.device)  # DeviceError: one line, exit 1
     try:
         model = api.load_model(args.model, scale=args.scale, device=str(device))
@@ -89,10 +94,18 @@ def run(args: argparse.Namespace) -> int:
             bar.close()
 
     try:
-        result = evaluate(
-            model, args.data, model.scale, tile=args.tile, device=device, progress=progress,
-            name=str(name), ensemble=args.ensemble,
-        )  # fmt: skip
+        if cluster is None:
+            result = evaluate(
+                model, args.data, model.scale, tile=args.tile, device=device,
+                progress=progress, name=str(name), ensemble=args.ensemble,
+            )  # fmt: skip
+        else:
+            from superres.apps.batch import evaluate_folders
+
+            result = evaluate_folders(
+                args.model, args.data, args.scale, tile=args.tile, device=args.device,
+                ensemble=args.ensemble, name=str(name), cluster=cluster, progress=progress,
+            )  # fmt: skip
     except (FileNotFoundError, ValueError) as err:
         raise UsageError(one_line(err)) from None
     print(f"model {result.model}  x{result.scale}" + ("  (self-ensemble)" if args.ensemble else ""))

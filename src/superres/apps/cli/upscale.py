@@ -8,8 +8,9 @@ draws progress bars on a terminal and prints one line per problem and a summary.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from superres.apps.cli.common import (
     EXIT_FAILED,
@@ -23,6 +24,7 @@ from superres.apps.cli.common import (
     progress_enabled,
     scale_choice,
 )
+from superres.apps.cli.engines import add_engine_options, ray_cluster
 
 if TYPE_CHECKING:
     from superres.api import ScaleError
@@ -36,6 +38,8 @@ examples:
   superres upscale scans/ -o scans_x2/ --scale 2 --recursive
   superres upscale photo.jpg -o photo_x3.5.png --outscale 3.5
   superres upscale big.tif -o big_x4.tif --tile 256 --device cpu --threads 2
+  superres upscale archive/ -o archive_x2/ -s 2 -r --engine ray --workers 2
+  superres upscale archive/ -o archive_x2/ -s 2 -r --engine ray --address auto
 
 --scale is the model's scale: it picks a shipped name's weights, and a checkpoint (or an
 .onnx file) of another scale is refused. --outscale is any output factor: the next larger
@@ -99,6 +103,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                     help="geometric self-ensemble: average over the 8 flips and rotations "
                          "(about 8x slower, a little sharper; README gives the gain)")  # fmt: skip
     add_model_options(up)
+    add_engine_options(up)
     up.set_defaults(func=run)
     return up
 
@@ -159,11 +164,18 @@ def _load_model(args: argparse.Namespace, backend: str) -> tuple[SRModel, float 
         raise UsageError(one_line(err)) from None
 
 
+def _worker_model(args: argparse.Namespace, backend: str, threads: int) -> Any:
+    """The model a Ray worker runs: what :func:`_load_model` loads here, with the worker's
+    threads (a picklable loader: ``functools.partial`` of this function)."""
+    return _load_model(argparse.Namespace(**{**vars(args), "threads": threads}), backend)[0]
+
+
 def run(args: argparse.Namespace) -> int:
     from superres import api
     from superres.errors import ConfigError
 
     backend = _check_options(args)
+    cluster = ray_cluster(args)
     try:
         jobs = api.plan_jobs(args.inputs, args.output, args.recursive, args.ext)
     except ConfigError as err:
@@ -175,7 +187,8 @@ def run(args: argparse.Namespace) -> int:
 
     from superres.inference import engine
 
-    engine.set_threads(args.threads)
+    if cluster is None:
+        engine.set_threads(args.threads)
     model, resize = _load_model(args, backend)
     show = progress_enabled(args.quiet)
     bar = tqdm(total=len(jobs), unit="img", disable=not show or len(jobs) == 1,
@@ -197,12 +210,19 @@ def run(args: argparse.Namespace) -> int:
     lossy: dict[str, int] = {}  # model label -> lossy-coded inputs among them
     try:
         auto = args.model is None and backend == "torch"  # the tier is chosen per input
-        results = api.run_jobs(
-            jobs, None if auto else model, scale=args.scale if auto else None,
-            outscale=args.outscale if auto else resize, overwrite=args.overwrite, tile=args.tile,
-            overlap=args.overlap, quality=args.quality, progress=on_tile,
-            ensemble=args.ensemble,
+        options = dict(
+            scale=args.scale if auto else None, outscale=args.outscale if auto else resize,
+            overwrite=args.overwrite, tile=args.tile, overlap=args.overlap,
+            quality=args.quality, ensemble=args.ensemble,
         )  # fmt: skip
+        if cluster is None:
+            results = api.run_jobs(jobs, None if auto else model, progress=on_tile, **options)
+        else:
+            from superres.apps.batch import upscale_jobs
+
+            threads = cluster.threads_per_worker
+            loader = None if auto else functools.partial(_worker_model, args, backend, threads)
+            results = upscale_jobs(jobs, loader, cluster=cluster, **options)
         for result in results:
             for tile_bar in tiles.values():
                 tile_bar.close()
@@ -215,7 +235,11 @@ def run(args: argparse.Namespace) -> int:
                            file=sys.stderr)  # fmt: skip
             elif result.status == "failed":
                 tqdm.write(f"superres: error: {cli_message(result.error)}", file=sys.stderr)
-            bar.set_postfix_str(result.job.source.name, refresh=False)
+            if cluster is None:
+                bar.set_postfix_str(result.job.source.name, refresh=False)
+            else:  # results arrive out of order, from several workers
+                bar.set_postfix_str(", ".join(f"{n} {k}" for k, n in counts.items()),
+                                    refresh=False)  # fmt: skip
             bar.update(1)
     except ConfigError as err:
         raise UsageError(str(err)) from None
