@@ -749,6 +749,10 @@ def evaluate(
 
 BurstFrame = PILImage.Image | np.ndarray | io.ImageSource
 
+#: The shipped burst network (:class:`superres.models.burst.BurstLAFN`): the learned burst
+#: method's default model at the scales it is shipped for.
+BURST_MODEL = "burst"
+
 
 def _frame_name(frame: object, index: int) -> str:
     if isinstance(frame, (str, os.PathLike)):
@@ -795,6 +799,14 @@ def _read_frames(frames: Sequence[BurstFrame]) -> list[io.Image]:
     return images
 
 
+def burst_model(scale: int, device: str | None = None) -> SRModel | None:
+    """The shipped burst network (``burst``) at ``scale``, or None where none is shipped:
+    what the learned burst method runs when no model is given."""
+    if not any(w.name == BURST_MODEL and w.scale == scale for w in zoo.shipped_weights()):
+        return None
+    return load_model(BURST_MODEL, scale=scale, device=device)
+
+
 def _fuse_frames(
     frames: Sequence[BurstFrame],
     scale: int,
@@ -821,16 +833,22 @@ def _fuse_frames(
     peak = float((1 << ref.bits) - 1)
     stack = np.stack([im.pixels for im in images]).astype(np.float32) / peak
     tensor = torch.from_numpy(stack).permute(0, 3, 1, 2).contiguous()
-    upscaled = None
+    upscaled = network = None
     if method == "learned":
-        net, _ = resolve_model(model, scale, None, device=device)
-        runs = []
-        for im in images:
-            sr, _ = engine.upscale_array(im.pixels, net, tile=tile, device=device)
-            runs.append(torch.from_numpy(sr.astype(np.float32) / peak).permute(2, 0, 1))
-        upscaled = torch.stack(runs)
+        net = burst_model(scale, device) if model is None else None
+        if net is None:
+            net, _ = resolve_model(model, scale, None, device=device)
+        if getattr(net.module, "burst", False):
+            network = net.module
+        else:
+            runs = []
+            for im in images:
+                sr, _ = engine.upscale_array(im.pixels, net, tile=tile, device=device)
+                runs.append(torch.from_numpy(sr.astype(np.float32) / peak).permute(2, 0, 1))
+            upscaled = torch.stack(runs)
     result = fuse_burst(tensor, scale, method=method, reference=int(reference) % n,
-                        degradation=degradation, robust=robust, upscaled=upscaled)  # fmt: skip
+                        degradation=degradation, robust=robust, upscaled=upscaled,
+                        network=network, tile=tile)  # fmt: skip
     dtype = np.uint16 if ref.bits == 16 else np.uint8
     pixels = to_levels(result.image.clamp(0, 1), ref.bits).permute(1, 2, 0).numpy()
     alpha = None
@@ -865,15 +883,19 @@ def upscale_burst(
             (moving objects) get low weight.
         scale: Integer upscaling factor.
         method: ``"classical"``: shift-and-add by kernel regression, then Wiener
-            deconvolution (:mod:`superres.core.fusion`). ``"learned"``: every frame through
-            a single-image network (``model``), the outputs registered onto the reference's
-            HR grid and averaged with the robustness weights (N network runs).
+            deconvolution (:mod:`superres.core.fusion`). ``"learned"``: a burst network
+            (``model``; default the shipped ``burst`` network where it exists for
+            ``scale``) fuses the registered frames in one run; a single-image ``model`` (the
+            default at other scales: the quality tier) runs on every frame, and the outputs
+            are registered onto the reference's HR grid and averaged with the robustness
+            weights (N network runs), then back-projected against the frames.
         reference: Index of the frame whose grid (and alpha, ICC profile) the output keeps.
         degradation: The camera model whose blur is undone: ``"area"`` (each LR pixel the
             mean of its ``scale x scale`` HR pixels, a sensor) or ``"bicubic"``.
         robust: Down-weight disagreeing samples (off: plain shift-and-add).
-        model: For ``"learned"``: a loaded model, shipped name or checkpoint (default: the
-            quality tier at ``scale``). Ignored by ``"classical"``.
+        model: For ``"learned"``: a loaded model, shipped name or checkpoint, a burst
+            network or a single-image one (default: ``burst``, else the quality tier, at
+            ``scale``). Ignored by ``"classical"``.
         tile, device: As for :func:`upscale` (learned method).
 
     Returns:

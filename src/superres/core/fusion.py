@@ -43,6 +43,7 @@ __all__ = [
     "fusion_params",
     "fusion_psf",
     "shift_and_add",
+    "splat",
     "translate",
 ]
 
@@ -115,19 +116,97 @@ def fusion_psf(scale: int, degradation: str, sigma: float) -> Tensor:
     return kernel / kernel.sum()
 
 
-def _landing(start: int, count: int, step: int, size: int) -> tuple[int, int] | None:
-    """Samples ``i`` in ``[i0, i1)`` whose position ``start + i * step`` lies in ``[0, size)``."""
-    i0 = max(0, -(start // step) if start < 0 else 0)
-    while i0 < count and start + i0 * step < 0:
-        i0 += 1
-    i1 = min(count, (size - 1 - start) // step + 1) if start < size else 0
-    return (i0, i1) if i1 > i0 else None
+def _paste(offset: int, length: int, size: int) -> tuple[slice, slice] | None:
+    """Destination and source slices of a 1-D run of ``length`` samples whose first one lands
+    at ``offset`` in ``[0, size)`` (clipped; None when nothing overlaps)."""
+    d0, d1 = max(0, offset), min(size, offset + length)
+    return (slice(d0, d1), slice(d0 - offset, d1 - offset)) if d1 > d0 else None
+
+
+def splat(
+    frames: Tensor,
+    shifts: Tensor,
+    scale: int,
+    *,
+    sigma: float,
+    weights: Tensor | None = None,
+    bursts: int = 1,
+) -> Tensor:
+    """The frames' samples placed where their motion puts them on the reference's HR grid,
+    splatted with a Gaussian and summed per burst: ``(bursts, C + 1, h s, w s)``, the
+    weighted values and (last channel) the weights.
+
+    A frame's samples share one sub-pixel phase, so its splat is a separable transposed
+    convolution of the LR frame with stride ``s`` (the phase's taps) and a whole-pixel
+    offset: the work is ``O(h w)`` per frame, whatever the scale.
+
+    Args:
+        frames: ``(M, C, h, w)`` float frames, ``M = bursts * N`` (burst ``b``'s frames are
+            rows ``b N .. b N + N - 1``).
+        shifts: ``(M, 2)`` motion ``(dy, dx)`` of each frame in LR pixels.
+        scale: Integer upscaling factor.
+        sigma: Width (HR pixels) of the Gaussian each sample is splatted with.
+        weights: Optional ``(M, h, w)`` per-sample confidence in [0, 1].
+        bursts: Number of bursts the frames are grouped in.
+    """
+    if frames.ndim != 4 or tuple(shifts.shape) != (frames.shape[0], 2):
+        raise ConfigError(
+            f"expected frames (N, C, h, w) and shifts (N, 2), got {tuple(frames.shape)} and "
+            f"{tuple(shifts.shape)}"
+        )
+    if not sigma > 0:
+        raise ConfigError(f"sigma must be positive, got {sigma}")
+    m, c, h, w = frames.shape
+    if bursts < 1 or m % bursts:
+        raise ConfigError(f"{m} frames do not split into {bursts} bursts")
+    s = int(scale)
+    radius = max(1, math.ceil(3 * sigma))
+    size = 2 * radius + 1
+    big_h, big_w = h * s, w * s
+    values = frames.float()
+    if weights is None:
+        values = torch.cat([values, torch.ones_like(values[:, :1])], 1)
+    else:
+        weight = weights.float().to(frames.device)[:, None]
+        values = torch.cat([values * weight, weight], 1)
+    out = torch.zeros(bursts, c + 1, big_h, big_w, dtype=torch.float32, device=frames.device)
+    per_burst = m // bursts
+    # Frames per transposed convolution: bounds the intermediate to ~2^25 floats.
+    chunk = max(1, min(m, 2**25 // ((c + 1) * (big_h + size) * (big_w + size))))
+    motion = shifts.double().cpu().tolist()
+    for first in range(0, m, chunk):
+        ks = range(first, min(m, first + chunk))
+        taps = torch.zeros(2, len(ks), size, dtype=torch.float64)
+        offsets = []
+        for i, k in enumerate(ks):
+            dy, dx = motion[k]
+            iy, ix = math.floor(dy + 0.5), math.floor(dx + 0.5)  # whole LR pixels of motion
+            oy, ox = (0.5 + dy - iy) * s - 0.5, (0.5 + dx - ix) * s - 0.5  # in [-1/2, s - 1/2)
+            qy, qx = math.floor(oy), math.floor(ox)
+            taps[0, i] = _gaussian_taps(sigma, oy - qy, radius)
+            taps[1, i] = _gaussian_taps(sigma, ox - qx, radius)
+            # HR row of the first tap of sample (0, 0): its centre qy + iy s, minus radius.
+            offsets.append((qy + iy * s - radius, qx + ix * s - radius))
+        groups = len(ks) * (c + 1)
+        ky, kx = taps.float().to(frames.device).repeat_interleave(c + 1, dim=1)
+        x = values[first : first + len(ks)].reshape(1, groups, h, w)
+        x = F.conv_transpose2d(x, kx[:, None, None, :], stride=(1, s), groups=groups)
+        x = F.conv_transpose2d(x, ky[:, None, :, None], stride=(s, 1), groups=groups)
+        x = x.reshape(len(ks), c + 1, *x.shape[-2:])
+        for i, k in enumerate(ks):
+            rows = _paste(offsets[i][0], x.shape[-2], big_h)
+            cols = _paste(offsets[i][1], x.shape[-1], big_w)
+            if rows is None or cols is None:
+                continue  # the frame lies outside the reference's view
+            out[k // per_burst, :, rows[0], cols[0]] += x[i, :, rows[1], cols[1]]
+    return out
 
 
 def shift_and_add(
     frames: Tensor, shifts: Tensor, scale: int, *, sigma: float, weights: Tensor | None = None
 ) -> tuple[Tensor, Tensor]:
-    """Kernel-regression accumulation of registered frames onto the reference's HR grid.
+    """Kernel-regression accumulation of registered frames onto the reference's HR grid: the
+    sum of :func:`splat` over the frames, normalised.
 
     Args:
         frames: ``(N, C, h, w)`` float frames.
@@ -140,46 +219,9 @@ def shift_and_add(
         ``(estimate, density)``: the ``(C, h s, w s)`` weighted mean and the ``(h s, w s)``
         total weight (where it is tiny the estimate is extrapolated from far samples).
     """
-    if frames.ndim != 4 or shifts.shape != (frames.shape[0], 2):
-        raise ConfigError(
-            f"expected frames (N, C, h, w) and shifts (N, 2), got {tuple(frames.shape)} and "
-            f"{tuple(shifts.shape)}"
-        )
-    if not sigma > 0:
-        raise ConfigError(f"sigma must be positive, got {sigma}")
-    n, c, h, w = frames.shape
-    s = int(scale)
-    radius = max(1, math.ceil(3 * sigma))
-    margin = radius + s  # room for the splat and the sub-pixel phase
-    big_h, big_w = h * s + 2 * margin, w * s + 2 * margin
-    total = torch.zeros(c + 1, big_h, big_w, dtype=torch.float32, device=frames.device)
-    for k in range(n):
-        dy, dx = (float(v) for v in shifts[k])
-        iy, ix = math.floor(dy + 0.5), math.floor(dx + 0.5)  # whole LR pixels of motion
-        oy, ox = (0.5 + dy - iy) * s - 0.5, (0.5 + dx - ix) * s - 0.5  # in [-1/2, s - 1/2)
-        qy, qx = math.floor(oy), math.floor(ox)
-        y0, x0 = margin + qy + iy * s, margin + qx + ix * s  # HR row/column of sample (0, 0)
-        rows = _landing(y0, h, s, big_h)
-        cols = _landing(x0, w, s, big_w)
-        if rows is None or cols is None:
-            continue  # the frame lies outside the reference's view
-        (i0, i1), (j0, j1) = rows, cols
-        weight = torch.ones(h, w) if weights is None else weights[k].float()
-        weight = weight.to(frames.device)[i0:i1, j0:j1]
-        sparse = torch.zeros_like(total)
-        ys = slice(y0 + i0 * s, y0 + (i1 - 1) * s + 1, s)
-        xs = slice(x0 + j0 * s, x0 + (j1 - 1) * s + 1, s)
-        sparse[:c, ys, xs] = frames[k, :, i0:i1, j0:j1].float() * weight
-        sparse[c, ys, xs] = weight
-        ky = _gaussian_taps(sigma, oy - qy, radius).float().to(frames.device)
-        kx = _gaussian_taps(sigma, ox - qx, radius).float().to(frames.device)
-        # Output pixel u gathers sample p with weight g(u - p): correlate with the flipped taps.
-        out = F.conv2d(sparse[:, None], kx.flip(0)[None, None, None, :], padding=(0, radius))
-        out = F.conv2d(out, ky.flip(0)[None, None, :, None], padding=(radius, 0))
-        total += out[:, 0]
-    core = total[:, margin : margin + h * s, margin : margin + w * s]
-    density = core[c]
-    return core[:c] / density.clamp(min=1e-6), density
+    total = splat(frames, shifts, scale, sigma=sigma, weights=weights)[0]
+    density = total[-1]
+    return total[:-1] / density.clamp(min=1e-6), density
 
 
 def fuse_classical(

@@ -7,7 +7,10 @@ Data flow::
       --robustness: each frame warped onto frame r, core.registration.confidence, warped back
         onto the frame's own grid--> weights (N, h, w) (1 for frame r)
       --"classical": core.fusion.fuse_classical (shift-and-add + Wiener deconvolution)
-      --"learned": every frame super-resolved by a single-image network (the engine, tiled),
+      --"learned", a burst network (models.burst.BurstLAFN, trained on synthetic bursts):
+        all frames, their shifts relative to frame r and the weights at once; its input is
+        their shift-and-add accumulation on the HR grid
+      --"learned", a single-image network: every frame super-resolved (the engine, tiled),
         warped onto frame r's HR grid by its shift x s, robust-weighted average
       --> (C, h s, w s) on frame r's HR grid
 
@@ -15,13 +18,15 @@ N = 1 is single-image SR: registration is skipped; the classical path is Gaussia
 interpolation plus deconvolution, the learned one the network's own output. The output
 always lies on the reference frame's grid.
 
-The learned path spends N network runs: each frame's SR output carries errors that depend
-on its sub-pixel phase (what aliasing folded where), so averaging registered outputs cancels
-part of them. A fusion network trained on bursts (taking all frames at once) is the next step.
+With a single-image network the learned path spends N network runs: each frame's SR output
+carries errors that depend on its sub-pixel phase (what aliasing folded where), so averaging
+registered outputs cancels part of them. The burst network runs once and reads every
+frame's samples where they fall, so it recovers what the average cannot.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -31,7 +36,7 @@ from superres.core.fusion import DEGRADATIONS, back_project, fuse_classical
 from superres.core.registration import confidence, register, warp
 from superres.errors import ConfigError
 
-__all__ = ["METHODS", "BurstResult", "fuse_burst", "robustness"]
+__all__ = ["METHODS", "TILE", "BurstResult", "fuse_burst", "robustness"]
 
 METHODS = ("classical", "learned")
 
@@ -39,6 +44,9 @@ METHODS = ("classical", "learned")
 #: falls to exp(-1/2). Aliasing makes a static frame differ from the reference by up to about
 #: 0.03 locally at x4 (box downscaling, textures); moving objects differ by far more.
 ROBUST_SIGMA = 0.08
+
+#: LR side of the tiles a burst network runs on (bounds its memory on large frames).
+TILE = 256
 
 #: Back-projection passes after the fusion of N > 1 frames (README's burst table measures it).
 REFINE = 20
@@ -106,6 +114,8 @@ def fuse_burst(
     robust: bool = True,
     shifts: Tensor | None = None,
     upscaled: Tensor | None = None,
+    network: torch.nn.Module | None = None,
+    tile: int | None = None,
     refine: int | None = None,
 ) -> BurstResult:
     """Super-resolve a burst of ``N >= 1`` frames of one scene onto frame ``reference``'s grid.
@@ -119,11 +129,16 @@ def fuse_burst(
             model) or ``"bicubic"`` (MATLAB's antialiased downscaling): sets the PSF.
         robust: Down-weight samples that disagree with the reference after registration.
         shifts: Known ``(N, 2)`` motion instead of estimating it.
-        upscaled: For ``"learned"``: ``(N, C, h s, w s)``, every frame already super-resolved
-            by a single-image network (``superres.upscale_burst`` runs the engine).
+        upscaled: For ``"learned"`` without ``network``: ``(N, C, h s, w s)``, every frame
+            already super-resolved by a single-image network (``superres.upscale_burst``
+            runs the engine).
+        network: For ``"learned"``: a burst network (a module with ``burst = True``, such as
+            :class:`~superres.models.burst.BurstLAFN`) that fuses the frames itself.
+        tile: LR tile side of the burst network (None: :data:`TILE`).
         refine: Back-projection passes against all frames after the fusion
             (:func:`~superres.core.fusion.back_project` with ``degradation`` as the forward
-            model); None: :data:`REFINE` for N > 1, none for one frame.
+            model); None: :data:`REFINE` for N > 1 (none after a burst network, which
+            learned the frames' consistency), none for one frame.
     """
     ref = _check(frames, scale, method, reference, degradation)
     n = frames.shape[0]
@@ -133,7 +148,11 @@ def fuse_burst(
     elif tuple(shifts.shape) != (n, 2):
         raise ConfigError(f"shifts: expected ({n}, 2), got {tuple(shifts.shape)}")
     weights = robustness(frames, shifts, ref) if robust and n > 1 else None
-    if method == "learned":
+    if method == "learned" and network is not None:
+        if not getattr(network, "burst", False):
+            raise ConfigError(f"{type(network).__name__} is not a burst network")
+        image = _run_network(network, frames, shifts, ref, degradation, weights, tile or TILE)
+    elif method == "learned":
         expected = (n, frames.shape[1], frames.shape[2] * scale, frames.shape[3] * scale)
         if upscaled is None or tuple(upscaled.shape) != expected:
             got = None if upscaled is None else tuple(upscaled.shape)
@@ -144,12 +163,56 @@ def fuse_burst(
             image = fuse_classical(
                 frames, shifts, int(scale), degradation=degradation, weights=weights
             )
-    passes = (REFINE if n > 1 else 0) if refine is None else int(refine)
+    passes = (REFINE if n > 1 and network is None else 0) if refine is None else int(refine)
     if passes:
         with torch.no_grad():
             image = back_project(image, frames, shifts, int(scale), degradation=degradation,
                                  iterations=passes, weights=weights)  # fmt: skip
     return BurstResult(image=image, shifts=shifts, weights=weights, reference=ref, method=method)
+
+
+def _run_network(
+    network: torch.nn.Module,
+    frames: Tensor,
+    shifts: Tensor,
+    reference: int,
+    degradation: str,
+    weights: Tensor | None,
+    tile: int | None = TILE,
+) -> Tensor:
+    """The burst network on the frames, the reference first (its input convention), in tiles
+    of ``tile`` LR pixels (None or 0: whole) with the receptive field plus the largest motion
+    as context, so the tiles join exactly."""
+    order = [reference] + [k for k in range(frames.shape[0]) if k != reference]
+    param = next(network.parameters())
+    burst = frames[order][None].to(param.device, param.dtype)
+    relative = (shifts[order] - shifts[reference])[None].float()
+    w = None if weights is None else weights[order][None].to(param.device)
+    _, n, c, h, wd = burst.shape
+    s = int(network.scale)
+    tile = max(h, wd) if not tile else int(tile)
+    context = int(network.receptive_field) + math.ceil(float(relative.abs().max())) + 1
+    out = torch.zeros(c, h * s, wd * s)
+    was_training = network.training
+    network.eval()
+    try:
+        with torch.no_grad():
+            for y in range(0, h, tile):
+                for x in range(0, wd, tile):
+                    y0, y1 = max(0, y - context), min(h, y + tile + context)
+                    x0, x1 = max(0, x - context), min(wd, x + tile + context)
+                    part = network(
+                        burst[..., y0:y1, x0:x1], relative, degradation=degradation,
+                        weights=None if w is None else w[..., y0:y1, x0:x1],
+                    )[0].float().cpu()  # fmt: skip
+                    th, tw = min(tile, h - y), min(tile, wd - x)
+                    oy, ox = (y - y0) * s, (x - x0) * s
+                    out[:, y * s : (y + th) * s, x * s : (x + tw) * s] = part[
+                        :, oy : oy + th * s, ox : ox + tw * s
+                    ]
+    finally:
+        network.train(was_training)
+    return out
 
 
 def _fuse_upscaled(upscaled: Tensor, shifts: Tensor, scale: int, weights: Tensor | None) -> Tensor:

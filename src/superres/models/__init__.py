@@ -8,6 +8,7 @@
 
 from superres.models import (  # noqa: F401
     bicubic,
+    burst,
     edsr,
     espcn,
     fsrcnn,

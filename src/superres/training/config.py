@@ -29,6 +29,7 @@ import yaml
 from superres.errors import ConfigError
 
 __all__ = [
+    "BurstConfig",
     "ConfigError",
     "DataConfig",
     "DegradeConfig",
@@ -93,6 +94,33 @@ class DegradeConfig:
 
 
 @dataclass(frozen=True)
+class BurstConfig:
+    """Synthetic bursts for a multi-frame model (:class:`superres.training.bursts.BurstDataset`):
+    every sample is N shifted LR frames of one HR crop instead of one (LR, HR) pair.
+
+    Attributes:
+        frames: Burst lengths N drawn from (uniformly, once per iteration); empty: the usual
+            single-image pairs.
+        downscalers: ``area`` and/or ``bicubic``, drawn per sample.
+        motion: Whole LR pixels of motion beyond the protocol's [0, 1).
+        subpixel: Probability that a frame's shift has a random fractional HR part (the
+            protocol's shifts are whole HR pixels; real motion is not).
+        jitter: Standard deviation (LR pixels) of the error added to the shifts the model is
+            given, as registration leaves.
+        noise: Largest Gaussian noise sigma on [0, 1] (each sample draws one up to it).
+        val_frames: Burst length of the validation bursts (the protocol's, on ``data.val``).
+    """
+
+    frames: tuple[int, ...] = ()
+    downscalers: tuple[str, ...] = ("area", "bicubic")
+    motion: int = 1
+    subpixel: float = 0.5
+    jitter: float = 0.02
+    noise: float = 0.0
+    val_frames: int = 8
+
+
+@dataclass(frozen=True)
 class DataConfig:
     """Training and validation images (see :mod:`superres.training.data`).
 
@@ -107,6 +135,7 @@ class DataConfig:
         augment: Apply the 8 dihedral transforms (flips and 90-degree rotations) at random.
         cache_dir: Folder for cached decoded HR/LR arrays (.npy); None: keep them in memory only.
         degrade: Codec-in-the-loop degradation of the LR patches (off unless ``codecs``).
+        burst: Synthetic bursts for multi-frame models (off unless ``frames``).
     """
 
     train: tuple[str, ...] = ()
@@ -118,6 +147,7 @@ class DataConfig:
     augment: bool = True
     cache_dir: str | None = None
     degrade: DegradeConfig = field(default_factory=DegradeConfig)
+    burst: BurstConfig = field(default_factory=BurstConfig)
 
 
 @dataclass(frozen=True)
@@ -407,6 +437,23 @@ def _check_semantics(cfg: TrainConfig) -> None:
         d.degrade.degradation()
     except ValueError as exc:
         raise ConfigError(f"data.degrade: {exc}") from None
+    b = d.burst
+    is_burst = bool(getattr(spec.builder, "burst", False))
+    if b.frames:
+        need(is_burst, f"data.burst.frames: {cfg.model.arch} is not a multi-frame model")
+        need(min(b.frames) >= 1, f"data.burst.frames: must be >= 1, got {b.frames}")
+        need(not d.degrade.codecs, "data.burst: does not combine with data.degrade.codecs")
+    else:
+        need(not is_burst, f"data.burst.frames: {cfg.model.arch} trains on bursts; give them")
+    need(
+        len(b.downscalers) > 0 and set(b.downscalers) <= {"area", "bicubic"},
+        f"data.burst.downscalers: use area and/or bicubic, got {b.downscalers}",
+    )
+    need(b.motion >= 0, f"data.burst.motion: must be >= 0, got {b.motion}")
+    need(0 <= b.subpixel <= 1, f"data.burst.subpixel: must be in [0, 1], got {b.subpixel}")
+    need(b.jitter >= 0, f"data.burst.jitter: must be >= 0, got {b.jitter}")
+    need(b.noise >= 0, f"data.burst.noise: must be >= 0, got {b.noise}")
+    need(b.val_frames >= 1, f"data.burst.val_frames: must be >= 1, got {b.val_frames}")
     o = cfg.optim
     need(o.lr > 0, f"optim.lr: must be > 0, got {o.lr}")
     need(all(0 <= b < 1 for b in o.betas), f"optim.betas: must be in [0, 1), got {o.betas}")

@@ -69,6 +69,7 @@ import math
 import random
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -148,6 +149,23 @@ class _Trainer:
                + (" ..." if len(skipped) > 5 else "") if skipped else "")
         )  # fmt: skip
         self.num_images = len(pairs)
+        if d.burst.frames:
+            from superres.training.bursts import BurstDataset
+
+            b = d.burst
+            try:
+                dataset = BurstDataset(
+                    pairs, scale, d.patch, d.batch, self.cfg.seed, frames=b.frames,
+                    downscalers=b.downscalers, motion=b.motion, subpixel=b.subpixel,
+                    jitter=b.jitter, noise=b.noise, augment=d.augment,
+                )  # fmt: skip
+            except ValueError as exc:
+                raise ConfigError(f"data.burst: {exc}") from None
+            if dataset.skipped:
+                self.say(f"bursts: skipped {len(dataset.skipped)} images smaller than "
+                         f"{dataset.region}x{dataset.region} HR")  # fmt: skip
+            self.num_images = len(dataset.pairs)
+            return dataset
         return data.PatchDataset(pairs, scale, d.patch, d.batch, self.cfg.seed, d.augment,
                                  degradation=d.degrade.degradation())  # fmt: skip
 
@@ -262,10 +280,42 @@ class _Trainer:
         was_training = module.training
         module.eval()
         try:
+            if self.cfg.data.burst.frames:
+                return self.validate_bursts(module)
             result = evaluate_folder(SRModel.from_module(module), self.cfg.data.val)
         finally:
             module.train(was_training)
         return {Path(self.cfg.data.val).name: {"psnr": result.psnr, "ssim": result.ssim}}
+
+    def validate_bursts(self, module: nn.Module) -> dict[str, dict[str, float]]:
+        """The burst protocol on ``data.val`` (:mod:`superres.core.burst`): image ``i``'s burst
+        of ``val_frames`` frames made with seed ``i`` for each downscaler, fused with the
+        true shifts; mean PSNR-Y (16-pixel border) and SSIM-Y per downscaler."""
+        import torch
+
+        from superres.core.burst import burst_psnr_border, make_burst
+        from superres.core.degrade import list_images, load_hr
+        from superres.core.metrics import psnr, ssim
+
+        b, scale = self.cfg.data.burst, self.cfg.model.scale
+        name = Path(self.cfg.data.val).name
+        out = {}
+        images = [load_hr(path) for path in list_images(self.cfg.data.val)]
+        for downscaler in b.downscalers:
+            psnrs, ssims = [], []
+            for i, array in enumerate(images):
+                hr = torch.from_numpy(array.transpose(2, 0, 1).copy()).float() / 255
+                burst = make_burst(hr, scale, b.val_frames, downscaler=downscaler, seed=i)
+                with torch.no_grad():
+                    sr = module(burst.frames[None].to(self.device),
+                                burst.shifts[None].float().to(self.device),
+                                degradation=downscaler)[0].float().cpu().clamp(0, 1)  # fmt: skip
+                sr = torch.round(sr * 255) / 255  # what a saved image holds
+                psnrs.append(psnr(sr, burst.reference_hr, crop=burst_psnr_border))
+                ssims.append(ssim(sr, burst.reference_hr, crop=burst_psnr_border))
+            key = f"{name} ({b.val_frames} frames, {downscaler})"
+            out[key] = {"psnr": sum(psnrs) / len(psnrs), "ssim": sum(ssims) / len(ssims)}
+        return out
 
     def elapsed(self) -> float:
         return self.progress.elapsed + time.perf_counter() - self.start_time
@@ -366,8 +416,10 @@ class _Trainer:
             pin_memory=self.device.type == "cuda",
         )  # fmt: skip
 
-    def step(self, net: nn.Module, lr_u8: Tensor, hr_u8: Tensor, iteration: int):
-        """One optimiser step on a uint8 batch; returns ``(loss, gradient norm, lr)``.
+    def step(self, net: nn.Module, batch: Sequence[Tensor], iteration: int):
+        """One optimiser step on a batch ``(lr uint8, *extra inputs, hr uint8)``; returns
+        ``(loss, gradient norm, lr)``. Bursts are ``(frames, shifts, psf code, hr)``: the
+        extra inputs go to the network as they are.
 
         Raises TrainingError (before the step) on a non-finite loss or gradient.
         """
@@ -376,16 +428,18 @@ class _Trainer:
         from torch import nn
 
         cfg, device = self.cfg, self.device
+        lr_u8, *extra, hr_u8 = batch
         lr = lr_u8.to(device, non_blocking=True).float().div_(255)
         hr = hr_u8.to(device, non_blocking=True).float().div_(255)
-        if cfg.channels_last:
+        extra = [x.to(device, non_blocking=True) for x in extra]
+        if cfg.channels_last and lr.ndim == 4:
             lr = lr.contiguous(memory_format=torch.channels_last)
             hr = hr.contiguous(memory_format=torch.channels_last)
         lr_now = learning_rate(cfg, iteration)
         for group in self.optimizer.param_groups:
             group["lr"] = lr_now
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-            sr = net(lr)
+            sr = net(lr, *extra)
         loss = self.loss_fn(sr.float(), hr)
         if cfg.debug_nan_at is not None and iteration == cfg.debug_nan_at:
             loss = loss * float("nan")
@@ -429,9 +483,9 @@ class _Trainer:
         try:
             while iteration < cfg.iterations:
                 t0 = time.perf_counter()
-                lr_u8, hr_u8 = next(batches)
+                batch = next(batches)
                 data_wait = time.perf_counter() - t0
-                loss_value, norm_value, lr_now = self.step(net, lr_u8, hr_u8, iteration)
+                loss_value, norm_value, lr_now = self.step(net, batch, iteration)
                 iteration += 1
                 step_time = time.perf_counter() - t0
                 window.add(loss_value, data_wait, step_time)

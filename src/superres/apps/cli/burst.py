@@ -17,11 +17,12 @@ examples:
 The frames are registered against the reference frame by phase correlation (sub-pixel
 translations); samples that disagree with it after registration (moving objects) get
 low weight. classical accumulates the samples onto the reference's grid at the output
-resolution and deconvolves; learned runs every frame through the network and averages
-the outputs registered onto the reference's grid. With one frame both are single-image
-upscaling. The output
-keeps the reference frame's grid, ICC profile and EXIF. README's burst table gives the
-gain per number of frames.
+resolution and deconvolves; learned runs the burst network (the shipped "burst" model,
+where it exists for --scale) on all frames at once; with a single-image --model (the
+default at other scales: quality) it runs every frame through it and averages the
+outputs registered onto the reference's grid. With one frame both are single-image
+upscaling. The output keeps the reference frame's grid, ICC profile and EXIF. README's
+burst table gives the gain per number of frames.
 """
 
 
@@ -38,10 +39,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                     help="upscaling factor (default 4)")  # fmt: skip
     bp.add_argument("--method", choices=("classical", "learned"), default="classical",
                     help="classical: shift-and-add + Wiener deconvolution (default); "
-                         "learned: every frame through --model, outputs registered and "
-                         "averaged")  # fmt: skip
+                         "learned: a network trained on bursts fuses them (--model)")  # fmt: skip
     bp.add_argument("--model", "-m", default=None, metavar="MODEL",
-                    help="single-image network of --method learned (default: quality)")  # fmt: skip
+                    help="network of --method learned: a burst network, or a single-image one run "
+                         "on every frame (default: burst where shipped, else quality)")  # fmt: skip
     bp.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (learned)")
     bp.add_argument("--tile", type=int, default=None, metavar="T",
                     help="tile size in input pixels for the network (learned)")  # fmt: skip
