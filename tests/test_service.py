@@ -4,6 +4,7 @@ the queue, cancellation, shutdown, the OpenAPI contract and no temp files left b
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import io
 import os
 import struct
@@ -20,7 +21,8 @@ import pytest
 from PIL import Image
 
 pytest.importorskip("fastapi", reason="the serve extra (FastAPI) is not installed")
-pytest.importorskip("multipart", reason="the serve extra (python-multipart) is not installed")
+if not any(importlib.util.find_spec(name) for name in ("python_multipart", "multipart")):
+    pytest.skip("the serve extra (python-multipart) is not installed", allow_module_level=True)
 pytest.importorskip("httpx", reason="httpx (FastAPI's test client) is not installed")
 
 with warnings.catch_warnings():  # newer Starlette prefers httpx2; httpx still works
@@ -448,10 +450,12 @@ def test_health_answers_fast_while_every_worker_is_busy() -> None:
 def test_each_worker_runs_with_its_share_of_threads() -> None:
     import torch
 
+    before = torch.get_num_threads()
     with service(workers=2, threads=1) as c:
         pool = c.app.state.pool
         jobs = [pool.submit(lambda context: torch.get_num_threads()) for _ in range(2)]
         assert [job.future.result(10) for job in jobs] == [1, 1]
+    assert torch.get_num_threads() == before  # the process's setting is given back
     assert Settings(workers=2, threads=3).threads_per_worker == 3
     assert Settings(workers=64).threads_per_worker == 1
 

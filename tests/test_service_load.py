@@ -20,7 +20,8 @@ import pytest
 
 pytest.importorskip("fastapi", reason="the serve extra (FastAPI) is not installed")
 pytest.importorskip("uvicorn", reason="the serve extra (uvicorn) is not installed")
-pytest.importorskip("multipart", reason="the serve extra (python-multipart) is not installed")
+if not any(importlib.util.find_spec(name) for name in ("python_multipart", "multipart")):
+    pytest.skip("the serve extra (python-multipart) is not installed", allow_module_level=True)
 httpx = pytest.importorskip("httpx", reason="httpx is not installed")
 
 REPO = Path(__file__).resolve().parents[1]

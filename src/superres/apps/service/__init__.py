@@ -12,12 +12,17 @@ library's API), :mod:`~superres.apps.service.schemas` (the JSON bodies),
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from superres.apps.service.settings import Settings
+
+if TYPE_CHECKING:  # pragma: no cover
+    from fastapi import FastAPI
 
 __all__ = ["Settings", "create_app", "serve"]
 
 
-def create_app(settings: Settings | None = None):  # type: ignore[no-untyped-def]
+def create_app(settings: Settings | None = None) -> FastAPI:
     """:func:`superres.apps.service.app.create_app` (imported on first use: FastAPI is an
     optional dependency)."""
     from superres.apps.service.app import create_app as build

@@ -141,6 +141,7 @@ class WorkerPool:
         self._cancelled = 0
         self._refused = 0
         self._mean_seconds = 1.0  # running mean of a job's time, for Retry-After
+        self._previous_threads: int | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -153,7 +154,8 @@ class WorkerPool:
                 import torch
 
                 # The process-wide default too, for code that runs before a worker's own
-                # setting (model loading at start-up).
+                # setting (model loading at start-up); :meth:`close` restores it.
+                self._previous_threads = torch.get_num_threads()
                 torch.set_num_threads(self.threads_per_worker)
             for index in range(self.workers):
                 thread = threading.Thread(
@@ -193,6 +195,11 @@ class WorkerPool:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             thread.join(left)
         self._threads = []
+        if self._previous_threads is not None:
+            import torch
+
+            torch.set_num_threads(self._previous_threads)
+            self._previous_threads = None
 
     # ------------------------------------------------------------------ submitting
 

@@ -71,6 +71,7 @@ function watchProgress(id, label, from, to) {
       if (r.ok) {
         const p = await r.json();
         if (p.state === "queued") setStatus(`${label}: waiting for a worker…`, from);
+        else if (p.state === "running" && p.total === 0) setStatus(`${label}…`, from);
         else if (p.total > 0) {
           setStatus(`${label}: tile ${p.done} of ${p.total}`, from + ((to - from) * p.done) / p.total);
         }
@@ -215,7 +216,11 @@ async function runCompress(file, inSize, started) {
   form.append("psnr", "true");
   form.append("progress_id", id);
   setStatus("uploading…", 0);
-  const compressed = await post("/v1/compress", form, (f) => setStatus("uploading…", 10 * f));
+  const stop = watchProgress(id, "compressing", 10, 60);
+  let compressed;
+  try {
+    compressed = await post("/v1/compress", form, (f) => setStatus("uploading…", 10 * f));
+  } finally { stop(); }
   if (compressed.status !== 200) throw new Error(await errorText(compressed));
   setStatus("compressed; restoring…", 60);
   const back = new FormData();
