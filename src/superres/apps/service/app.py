@@ -22,6 +22,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -212,7 +213,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def internal(_: Request, err: Exception) -> JSONResponse:
         return JSONResponse({"error": f"internal error ({type(err).__name__})"}, 500)
 
-    async def run(job: Any, field_name: str, progress_id: str | None) -> Response:
+    async def run(
+        job: Callable[[JobContext], jobs.Output], field_name: str, progress_id: str | None
+    ) -> Response:
         if progress_id is not None and not _PROGRESS_ID.match(progress_id):
             raise Rejected(400, "progress_id must be 8-64 letters, digits, '-' or '_'")
         context = JobContext()
