@@ -1,19 +1,22 @@
-"""README's burst table: PSNR-Y against the number of frames N for classical and learned
-fusion and the single-image quality tier, by the protocol of :mod:`superres.core.burst`.
+"""README's burst table: PSNR-Y against the number of frames N for classical fusion, the
+burst network, the quality tier run per frame and fused, and the single-image quality tier,
+by the protocol of :mod:`superres.core.burst`.
 
     python benchmarks/burst_table.py [--data ../shared/data] [--scales 2,4]
         [--datasets Set5,Set14,BSD100] [--frames 1,2,4,8,16] [--downscalers area,bicubic]
-        [--threads 1] [--json burst.json]
+        [--methods classical,burst,perframe] [--threads 1] [--json burst.json]
 
 For every HR image (index ``i`` in its folder) a burst of ``max(frames)`` frames is made with
 ``make_burst(hr, s, N, downscaler, seed=i)`` for both downscalers (``area`` and ``bicubic``,
 no noise); the first N of its frames are the burst of N frames (the shifts are drawn in
 order, so they are the frames ``make_burst`` gives for N). Each is fused by
-``superres.upscale_burst`` (what ``superres burst`` runs) with ``method`` ``classical`` and
-``learned`` and ``degradation`` equal to the protocol's downscaler, and scored on frame 0's
-HR grid (PSNR-Y, 16-pixel border). ``quality`` is the single-image quality tier on frame 0.
-The learned path's per-frame SR outputs are computed once per image and reused for every
-N (the same numbers as separate runs, less time).
+``superres.upscale_burst`` (what ``superres burst`` runs: registration included) with
+``degradation`` equal to the protocol's downscaler: ``classical``; ``burst``, the learned
+method with the shipped burst network (at the scales it is shipped for); ``perframe``, the
+learned method with the single-image quality tier on every frame (its per-frame SR outputs
+are computed once per image and reused for every N: the same numbers as separate runs, less
+time). Scores are on frame 0's HR grid (PSNR-Y, 16-pixel border). ``quality`` is the
+single-image quality tier on frame 0.
 """
 
 from __future__ import annotations
@@ -28,11 +31,19 @@ import numpy as np
 import torch
 
 import superres
+from superres.api import burst_model
 from superres.core.burst import make_burst, score_burst
 from superres.core.degrade import list_images, load_hr
 from superres.inference.burst import fuse_burst
 
 REPO = Path(__file__).resolve().parents[1]
+
+#: Methods of the table and their row labels.
+LABELS = {
+    "classical": "classical",
+    "burst": "burst network",
+    "perframe": "quality per frame + fusion",
+}
 
 
 def to_uint8(frame: torch.Tensor) -> np.ndarray:
@@ -51,6 +62,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--datasets", default="Set5,Set14,BSD100")
     parser.add_argument("--frames", default="1,2,4,8,16")
     parser.add_argument("--downscalers", default="area,bicubic")
+    parser.add_argument("--methods", default=",".join(LABELS),
+                        help="classical, burst (the shipped burst network, where shipped), "
+                             "perframe (quality tier on every frame + fusion)")  # fmt: skip
     parser.add_argument("--json", type=Path, default=None)
     # One thread: the small per-frame operations run fastest single-threaded (run one
     # process per downscaler to use more cores).
@@ -58,10 +72,15 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     counts = [int(n) for n in args.frames.split(",")]
+    methods = args.methods.split(",")
+    unknown = sorted(set(methods) - set(LABELS))
+    if unknown:
+        parser.error(f"--methods: unknown {', '.join(unknown)} (use {', '.join(LABELS)})")
     records = []
     for downscaler in args.downscalers.split(","):
         for scale in (int(s) for s in args.scales.split(",")):
             quality = superres.load_model("quality", scale=scale)
+            network = burst_model(scale)
             for name in args.datasets.split(","):
                 start = time.perf_counter()
                 scores: dict[str, list[float]] = {"quality": []}
@@ -70,21 +89,31 @@ def main(argv: list[str] | None = None) -> None:
                     burst = make_burst(hr, scale, max(counts), downscaler=downscaler, seed=i)
                     frames = [to_uint8(f) for f in burst.frames]
                     truth = burst.reference_hr
-                    sr = [from_uint8(superres.upscale(f, quality)) for f in frames]
+                    some = len(frames) if "perframe" in methods else 1
+                    sr = [from_uint8(superres.upscale(f, quality)) for f in frames[:some]]
                     scores["quality"].append(score_burst(sr[0], truth))
                     for n in counts:
-                        classical = superres.upscale_burst(frames[:n], scale,
+                        if "classical" in methods:
+                            classical = superres.upscale_burst(frames[:n], scale,
+                                                               degradation=downscaler)  # fmt: skip
+                            scores.setdefault(f"classical/{n}", []).append(
+                                score_burst(from_uint8(classical), truth)
+                            )
+                        if "burst" in methods and network is not None:
+                            fused = superres.upscale_burst(frames[:n], scale, method="learned",
+                                                           model=network,
                                                            degradation=downscaler)  # fmt: skip
-                        scores.setdefault(f"classical/{n}", []).append(
-                            score_burst(from_uint8(classical), truth)
-                        )
-                        lr = torch.stack([from_uint8(f) for f in frames[:n]])
-                        learned = fuse_burst(lr, scale, method="learned",
-                                             degradation=downscaler,
-                                             upscaled=torch.stack(sr[:n])).image  # fmt: skip
-                        scores.setdefault(f"learned/{n}", []).append(
-                            score_burst(learned.clamp(0, 1), truth)
-                        )
+                            scores.setdefault(f"burst/{n}", []).append(
+                                score_burst(from_uint8(fused), truth)
+                            )
+                        if "perframe" in methods:
+                            lr = torch.stack([from_uint8(f) for f in frames[:n]])
+                            learned = fuse_burst(lr, scale, method="learned",
+                                                 degradation=downscaler,
+                                                 upscaled=torch.stack(sr[:n])).image  # fmt: skip
+                            scores.setdefault(f"perframe/{n}", []).append(
+                                score_burst(learned.clamp(0, 1), truth)
+                            )
                 means = {k: float(np.mean(v)) for k, v in scores.items()}
                 record = {"downscaler": downscaler, "scale": scale, "dataset": name,
                           "images": len(scores["quality"]), "psnr": means,
@@ -95,9 +124,11 @@ def main(argv: list[str] | None = None) -> None:
     print("\n" + header + " |")
     print("|---|---|---|---|" + "---|" * len(counts))
     for r in records:
-        for method in ("classical", "learned"):
+        for method, label in LABELS.items():
+            if f"{method}/{counts[0]}" not in r["psnr"]:
+                continue
             cells = " | ".join(f"{r['psnr'][f'{method}/{n}']:.2f}" for n in counts)
-            print(f"| {r['downscaler']} | x{r['scale']} | {r['dataset']} | {method} | {cells} |")
+            print(f"| {r['downscaler']} | x{r['scale']} | {r['dataset']} | {label} | {cells} |")
         q = f"{r['psnr']['quality']:.2f}"
         print(f"| {r['downscaler']} | x{r['scale']} | {r['dataset']} | quality (frame 0) | {q} |"
               + " |" * (len(counts) - 1))  # fmt: skip

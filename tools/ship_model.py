@@ -27,7 +27,12 @@ TIERS = {
     "attention, at most 1.5 M parameters",
     "codec": "the codec-aware tier: restores images that `superres compress` stored "
     "downscaled with JPEG, WebP or AVIF",
+    "burst": "the burst network: learned multi-image SR (`superres burst --method learned`), "
+    "at most 0.5 M parameters; on one image, a single-image model",
 }
+#: Burst protocol points the burst network's card reports (README's table has every N).
+BURST_DATASETS = ("Set5", "Set14")
+BURST_FRAMES = (1, 8)
 #: Codec qualities at which the codec tier's card compares it with Lanczos on Kodak24.
 CODEC_POINTS = {"jpeg": (20, 50, 80), "webp": (30, 60, 90), "avif": (40, 60, 80)}
 
@@ -62,6 +67,39 @@ def codec_gains(model) -> dict:
     }  # fmt: skip
 
 
+def burst_scores(model) -> dict:
+    """Mean PSNR-Y of ``superres.upscale_burst(method="learned")`` with ``model`` on the
+    protocol's bursts (:mod:`superres.core.burst`, seed = image index, 16-pixel border):
+    ``{downscaler: {dataset: {N: dB}}}``."""
+    import numpy as np
+    import torch
+
+    import superres
+    from superres.core.burst import make_burst, score_burst
+    from superres.core.degrade import list_images, load_hr
+
+    out: dict = {}
+    for downscaler in ("area", "bicubic"):
+        for name in BURST_DATASETS:
+            sums = dict.fromkeys(BURST_FRAMES, 0.0)
+            paths = list_images(data_root() / name)
+            for i, path in enumerate(paths):
+                hr = torch.from_numpy(load_hr(path).transpose(2, 0, 1).copy()).float() / 255
+                burst = make_burst(hr, model.scale, max(BURST_FRAMES), downscaler=downscaler,
+                                   seed=i)  # fmt: skip
+                frames = [(f.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+                          for f in burst.frames]  # fmt: skip
+                for n in BURST_FRAMES:
+                    sr = superres.upscale_burst(frames[:n], model.scale, method="learned",
+                                                model=model, degradation=downscaler)  # fmt: skip
+                    sr_t = torch.from_numpy(sr).permute(2, 0, 1).float() / 255
+                    sums[n] += score_burst(sr_t, burst.reference_hr)
+            out.setdefault(downscaler, {})[name] = {
+                str(n): round(v / len(paths), 3) for n, v in sums.items()
+            }
+    return out
+
+
 def data_root() -> Path:
     return Path(os.environ.get("SUPERRES_DATA", REPO.parent / "shared" / "data"))
 
@@ -92,6 +130,8 @@ def ship(run: Path, name: str, config: Path, allow_partial: bool = False) -> Pat
     }
     if name == "codec":
         metrics["Kodak24_decoded"] = codec_gains(model.eval())
+    if name == "burst":
+        metrics["bursts"] = burst_scores(model.eval())
     prov["config_file"] = config.relative_to(REPO).as_posix()
     prov["train_data"] = [Path(p).name for p in prov.get("train_data", [])]
     stage = _first_stage(prov.get("config", {}).get("init_from"))
@@ -158,14 +198,15 @@ def write_card(name: str) -> Path:
         raise SystemExit(f"no weights named {name}")
     first = metas[0]
     spec = get_model_spec(first["arch"])
+    source = spec.builder.__module__.replace(".", "/")
+    used = sorted({d for m in metas for d in m.get("provenance", {}).get("train_data", [])})
     lines = [
         f"# `{name}`: {TIERS.get(name, first['arch'])}",
         "",
         f"Architecture `{first['arch']}` ({spec.description}); source "
-        f"`src/superres/models/{first['arch']}.py`. Trained by this project with "
-        "`superres train`, from scratch or initialised from the x2 weights as the config says, "
-        "on T91 + BSD200 (the classic 291-image training set) only; no benchmark image was "
-        "trained on. "
+        f"`src/{source}.py`. Trained by this project with "
+        "`superres train`, from scratch or initialised from other weights as the config says, "
+        f"on {' + '.join(used)} only; no benchmark image was trained on. "
         + (
             "Set5 was used only to monitor training; the shipped weights are the final EMA "
             "weights, not a Set5-selected checkpoint."
@@ -238,6 +279,24 @@ def write_card(name: str) -> Path:
                         f"{r['lanczos']:.2f} | {r['model']:.2f} | "
                         f"{r['model'] - r['lanczos']:+.2f} |"
                     )
+    bursts = [m for m in metas if "bursts" in m.get("metrics", {})]
+    if bursts:
+        lines += [
+            "",
+            "Multi-image SR (`superres burst --method learned`, registration included): mean "
+            "PSNR-Y by the burst protocol of `superres.core.burst` (frame k shifted by a "
+            "random whole HR pixel shift, downscaled by `area` or `bicubic`, seed = image "
+            "index, 16-pixel border), measured by `tools/ship_model.py` when the weights ship; "
+            "README's burst table (`python benchmarks/burst_table.py`) has every N:",
+            "",
+            "| scale | protocol | dataset | " + " | ".join(f"N={n}" for n in BURST_FRAMES) + " |",
+            "|---|---|---|" + "---|" * len(BURST_FRAMES),
+        ]
+        for m in bursts:
+            for downscaler, rows in m["metrics"]["bursts"].items():
+                for ds, row in rows.items():
+                    cells = " | ".join(f"{row[str(n)]:.2f}" for n in BURST_FRAMES)
+                    lines.append(f"| x{m['scale']} | {downscaler} | {ds} | {cells} |")
     lines += [
         "",
         "Reproduce the table:",

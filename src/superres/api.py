@@ -1000,8 +1000,9 @@ def upscale_video(
     Frame t is super-resolved from the frames ``t - (window - 1) // 2 .. t + window // 2``
     (centred for an odd ``window``; clipped at the ends of the video) with frame t as the
     reference, so the output keeps frame t's grid; ``window=1`` is single-image upscaling of
-    every frame. For ``"learned"`` every frame goes through the network once and its output
-    is reused by every window it belongs to. Frames are decoded, fused and encoded as a
+    every frame. For ``"learned"`` a burst network runs once per window on all its frames; a
+    single-image network runs once per frame and its output is reused by every window it
+    belongs to. Frames are decoded, fused and encoded as a
     stream: at most ``window`` frames (and their network outputs) are held.
 
     The output (H.264, or MPEG-4 Part 2 where PyAV has no H.264 encoder; yuv420p, odd sizes
@@ -1048,7 +1049,13 @@ def upscale_video(
     if target.exists() and not overwrite:
         raise ImageError(target, "output exists")
     info = video_io.probe(src)
-    net = resolve_model(model, scale, None, device=device)[0] if method == "learned" else None
+    net = network = None
+    if method == "learned":
+        net = burst_model(scale, device) if model is None else None
+        if net is None:
+            net = resolve_model(model, scale, None, device=device)[0]
+        if getattr(net.module, "burst", False):  # one run per window, on all its frames
+            network, net = net.module, None
 
     def prepared(frame: video_io.Frame) -> tuple[video_io.Frame, torch.Tensor, np.ndarray]:
         lr = torch.from_numpy(frame.pixels).permute(2, 0, 1).float() / 255
@@ -1068,7 +1075,7 @@ def upscale_video(
                 )
             result = fuse_burst(
                 frames, scale, method=method, reference=ref, degradation=degradation,
-                robust=robust, upscaled=upscaled,
+                robust=robust, upscaled=upscaled, network=network, tile=tile,
             )  # fmt: skip
             pixels = to_levels(result.image.clamp(0, 1)).to(torch.uint8).permute(1, 2, 0)
             yield video_io.Frame(np.ascontiguousarray(pixels.numpy()), burst[ref][0].pts)

@@ -133,7 +133,9 @@ class BurstLAFN(nn.Module):
             shifts = torch.zeros(frames.shape[0], frames.shape[1], 2)
         ref = frames[:, 0]
         z = self.accumulate(frames, shifts, degradation, weights).to(ref.dtype)
-        if ref.is_contiguous(memory_format=torch.channels_last):
+        if self.head.weight.is_contiguous(memory_format=torch.channels_last):
+            # a channels-last network (training, or inference on CPU): match its layout
+            ref = ref.contiguous(memory_format=torch.channels_last)
             z = z.contiguous(memory_format=torch.channels_last)
         features = self.head(ref) + self.burst_head(z)
         features = self.body_tail(self.blocks(features)) + features

@@ -46,10 +46,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                          "alone)")  # fmt: skip
     vp.add_argument("--method", choices=("classical", "learned"), default="classical",
                     help="classical: shift-and-add + Wiener deconvolution (default); "
-                         "learned: every frame once through --model, outputs registered and "
-                         "averaged")  # fmt: skip
+                         "learned: a network trained on bursts fuses each window "
+                         "(--model)")  # fmt: skip
     vp.add_argument("--model", "-m", default=None, metavar="MODEL",
-                    help="single-image network of --method learned (default: quality)")  # fmt: skip
+                    help="network of --method learned: a burst network, or a single-image "
+                         "one run once per frame (default: burst where shipped, else "
+                         "quality)")  # fmt: skip
     vp.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (learned)")
     vp.add_argument("--tile", type=int, default=None, metavar="T",
                     help="tile size in input pixels for the network (learned)")  # fmt: skip
