@@ -9,7 +9,9 @@ For the upload routes (``POST`` under ``/v1/``):
 - more than ``max_pending`` such requests at once are answered 429 (with ``Retry-After``)
   before their bodies are read, which bounds the memory request bodies can take.
 
-Every answer is JSON ``{"error": "..."}``.
+Every answer is JSON ``{"error": "..."}``. (Recent Starlette has a body-limit middleware of
+its own; this one also works with the older versions the ``serve`` extra allows, and adds the
+content-type and pending-request checks.)
 """
 
 from __future__ import annotations
