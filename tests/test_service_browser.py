@@ -67,6 +67,9 @@ def test_upscale_in_the_browser(browser, server, photo, tmp_path) -> None:
 
     tool.set_range(page, "#slider", 20)
     assert "20%" in page.eval_on_selector("#after-clip", "el => el.style.clipPath")
+    box = page.locator("#compare").bounding_box()
+    page.mouse.click(box["x"] + 0.75 * box["width"], box["y"] + box["height"] / 2)
+    assert float(page.input_value("#slider")) == pytest.approx(75, abs=2)  # click to split
     width = page.eval_on_selector("#before", "el => el.getBoundingClientRect().width")
     tool.set_range(page, "#zoom", 2)
     zoomed = page.eval_on_selector("#before", "el => el.getBoundingClientRect().width")

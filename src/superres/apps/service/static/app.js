@@ -265,7 +265,22 @@ function init() {
   $("slider").addEventListener("input", (e) => setSlider(e.target.value));
   $("zoom").addEventListener("input", (e) => setZoom(Number(e.target.value)));
   $("pixelated").addEventListener("change", (e) => $("compare").classList.toggle("pixelated", e.target.checked));
-  $("viewport").addEventListener("wheel", (e) => {
+  const viewport = $("viewport");
+  let dragging = false;
+  const moveTo = (e) => {
+    const r = $("compare").getBoundingClientRect();
+    const value = Math.min(100, Math.max(0, (100 * (e.clientX - r.left)) / r.width));
+    $("slider").value = value;
+    setSlider($("slider").value);
+  };
+  viewport.addEventListener("pointerdown", (e) => {
+    dragging = true;
+    viewport.setPointerCapture(e.pointerId);
+    moveTo(e);
+  });
+  viewport.addEventListener("pointermove", (e) => { if (dragging) moveTo(e); });
+  viewport.addEventListener("pointerup", () => { dragging = false; });
+  viewport.addEventListener("wheel", (e) => {
     if (!e.ctrlKey) return;
     e.preventDefault();
     const zoom = $("zoom");
