@@ -249,6 +249,8 @@ class WorkerPool:
         """
         job = self.submit(fn, context)
         waiter = asyncio.wrap_future(job.future)
+        # A result that arrives after a timeout is nobody's: mark its exception retrieved.
+        waiter.add_done_callback(lambda f: f.cancelled() or f.exception())
         try:
             return await asyncio.wait_for(asyncio.shield(waiter), timeout)
         except asyncio.TimeoutError:
