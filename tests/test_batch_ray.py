@@ -241,3 +241,20 @@ def test_cluster_settings_are_checked():
         Cluster(workers=0)
     with pytest.raises(ConfigError, match="threads per worker"):
         Cluster(threads_per_worker=0)
+
+
+def test_a_worker_that_cannot_start_is_one_error(ray_session, tmp_path):
+    """A model the workers cannot load (a checkpoint missing on a node) ends the batch with
+    one SuperresError line naming the cause, not Ray's multi-line report."""
+    import functools
+
+    from superres import api
+    from superres.apps.batch import Cluster, upscale_jobs
+    from superres.errors import SuperresError
+
+    make_tree(tmp_path / "in", count=1)
+    jobs = api.plan_jobs([tmp_path / "in"], tmp_path / "out")
+    loader = functools.partial(api.load_model, str(tmp_path / "elsewhere.safetensors"))
+    with pytest.raises(SuperresError, match="the Ray workers failed") as caught:
+        list(upscale_jobs(jobs, loader, cluster=Cluster(workers=1)))
+    assert "\n" not in str(caught.value) and "elsewhere.safetensors" in str(caught.value)

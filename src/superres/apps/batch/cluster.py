@@ -15,11 +15,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from types import ModuleType
 
-from superres.errors import ConfigError
+from superres.errors import ConfigError, SuperresError, one_line
 
 __all__ = [
     "INSTALL_HINT",
@@ -27,6 +27,7 @@ __all__ = [
     "RayMissingError",
     "import_ray",
     "ray_installed",
+    "rows",
     "session",
     "worker_count",
 ]
@@ -169,3 +170,21 @@ def worker_count(ray: ModuleType, cluster: Cluster, jobs: int) -> int:
             f"({cpus:g} CPUs, {resources.get('GPU', 0):g} GPUs: at most {fit})"
         )
     return max(1, min(cluster.workers or fit, jobs))
+
+
+def rows(dataset: Iterable[dict]) -> Iterator[dict]:
+    """The rows of a Ray Dataset as they finish; a failure of Ray itself (a worker that
+    could not start, a node that was lost for good) becomes one :class:`SuperresError`
+    line with the underlying error's last line, instead of Ray's multi-line report."""
+    iterator = iter(dataset)
+    while True:
+        try:
+            row = next(iterator)
+        except StopIteration:
+            return
+        except Exception as err:  # noqa: BLE001 - Ray's exception classes vary by version
+            lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+            last = lines[-1] if lines else type(err).__name__
+            raise SuperresError(f"the Ray workers failed ({type(err).__name__}): "
+                                f"{one_line(last)}") from None  # fmt: skip
+        yield row

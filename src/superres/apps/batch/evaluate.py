@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from superres import api
-from superres.apps.batch.cluster import Cluster, session, worker_count
+from superres.apps.batch.cluster import Cluster, rows, session, worker_count
 from superres.errors import ConfigError, SuperresError, one_line
 from superres.evaluation import DatasetResult, EvalResult, evaluate_folder
 from superres.evaluation.folders import dataset_labels
@@ -121,7 +121,7 @@ def evaluate_folders(
             compute=ray.data.ActorPoolStrategy(size=workers),
             num_cpus=cluster.threads_per_worker, num_gpus=cluster.gpus_per_worker or None,
         )  # fmt: skip
-        for row in dataset.iter_rows():
+        for row in rows(dataset.iter_rows()):
             index = int(row["index"])
             if row["error"]:
                 kind = ConfigError if row["kind"] == "setting" else SuperresError

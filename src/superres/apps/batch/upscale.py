@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from superres import api
-from superres.apps.batch.cluster import Cluster, session, worker_count
+from superres.apps.batch.cluster import Cluster, rows, session, worker_count
 from superres.errors import ImageError, SuperresError, one_line
 from superres.models import SRModel
 
@@ -183,7 +183,7 @@ def upscale_jobs(
         )  # fmt: skip
         if on_start is not None:
             on_start(workers)
-        for row in dataset.iter_rows():
+        for row in rows(dataset.iter_rows()):
             job = jobs[int(row["index"])]
             status = str(row["status"])
             error = SuperresError(str(row["error"])) if status == "failed" else None
