@@ -137,8 +137,7 @@ def fuse_burst(
         tile: LR tile side of the burst network (None: :data:`TILE`).
         refine: Back-projection passes against all frames after the fusion
             (:func:`~superres.core.fusion.back_project` with ``degradation`` as the forward
-            model); None: :data:`REFINE` for N > 1 (none after a burst network, which
-            learned the frames' consistency), none for one frame.
+            model); None: :data:`REFINE` for N > 1, none for one frame.
     """
     ref = _check(frames, scale, method, reference, degradation)
     n = frames.shape[0]
@@ -163,7 +162,7 @@ def fuse_burst(
             image = fuse_classical(
                 frames, shifts, int(scale), degradation=degradation, weights=weights
             )
-    passes = (REFINE if n > 1 and network is None else 0) if refine is None else int(refine)
+    passes = (REFINE if n > 1 else 0) if refine is None else int(refine)
     if passes:
         with torch.no_grad():
             image = back_project(image, frames, shifts, int(scale), degradation=degradation,
