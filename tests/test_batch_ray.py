@@ -258,3 +258,16 @@ def test_a_worker_that_cannot_start_is_one_error(ray_session, tmp_path):
     with pytest.raises(SuperresError, match="the Ray workers failed") as caught:
         list(upscale_jobs(jobs, loader, cluster=Cluster(workers=1)))
     assert "\n" not in str(caught.value) and "elsewhere.safetensors" in str(caught.value)
+
+
+def test_an_address_where_no_cluster_listens_fails_fast():
+    from superres.apps.batch.cluster import _check_reachable
+    from superres.errors import ConfigError
+
+    start = time.monotonic()
+    with pytest.raises(ConfigError, match="no Ray cluster answers at 127.0.0.1:1"):
+        _check_reachable("127.0.0.1:1")
+    assert time.monotonic() - start < 10
+    with pytest.raises(ConfigError, match="expected auto or HOST:PORT"):
+        _check_reachable("nonsense")
+    _check_reachable("auto")  # Ray's own resolution

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from types import ModuleType
@@ -110,6 +111,21 @@ def _configure_data(ray: ModuleType) -> None:
     logging.getLogger("ray.data").setLevel(logging.ERROR)
 
 
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail fast, in one line, when nothing listens at a ``host:port`` (or ``ray://host:port``)
+    address: Ray itself would keep retrying for minutes. ``auto`` and ``local`` are Ray's."""
+    if address in ("auto", "local"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"Ray address {address!r}: expected auto or HOST:PORT")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        raise ConfigError(f"no Ray cluster answers at {address} ({reason})") from None
+
+
 @contextlib.contextmanager
 def session(address: str | None = None) -> Iterator[ModuleType]:
     """Ray, connected: joins ``address`` (see :class:`Cluster`) or starts a private local
@@ -126,6 +142,8 @@ def session(address: str | None = None) -> Iterator[ModuleType]:
     if not ray.is_initialized():
         options = dict(include_dashboard=False, log_to_driver=False,
                        logging_level=logging.ERROR)  # fmt: skip
+        if address is not None:
+            _check_reachable(address)
         try:
             if address is None:
                 ray.init(address="local", **options)
