@@ -21,6 +21,8 @@ from PIL import Image
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # before Ray is imported
 ray = pytest.importorskip("ray")
+# Ray Data's context warns about its own deprecated settings when it is first created.
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")
 
 from superres.apps.cli import main  # noqa: E402
 from superres.core import io  # noqa: E402
