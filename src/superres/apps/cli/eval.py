@@ -102,10 +102,19 @@ def run(args: argparse.Namespace) -> int:
         else:
             from superres.apps.batch import evaluate_folders
 
-            result = evaluate_folders(
-                args.model, args.data, args.scale, tile=args.tile, device=args.device,
-                ensemble=args.ensemble, name=str(name), cluster=cluster, progress=progress,
-            )  # fmt: skip
+            folders = tqdm(total=len(args.data), unit="folder", disable=not show, leave=False)
+
+            def finished(dataset: str, done: int, total: int) -> None:
+                folders.set_postfix_str(dataset, refresh=False)
+                folders.update(done - folders.n)
+
+            try:
+                result = evaluate_folders(
+                    args.model, args.data, args.scale, tile=args.tile, device=args.device,
+                    ensemble=args.ensemble, name=str(name), cluster=cluster, progress=finished,
+                )  # fmt: skip
+            finally:
+                folders.close()
     except (FileNotFoundError, ValueError) as err:
         raise UsageError(one_line(err)) from None
     print(f"model {result.model}  x{result.scale}" + ("  (self-ensemble)" if args.ensemble else ""))
