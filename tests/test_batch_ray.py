@@ -83,8 +83,11 @@ def files(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
-def upscale(src: Path, out: Path, *extra: str, model: str = "fast") -> int:
-    return main(["upscale", str(src), "-o", str(out), "-r", "-m", model, "-s", "2", "-q", *extra])
+def upscale(src: Path, out: Path, *extra: str, model: str | None = "fast") -> int:
+    """``superres upscale SRC -o OUT -r -s 2 -q`` with ``-m model`` (None: the default, which
+    picks the tier per input)."""
+    chosen = [] if model is None else ["-m", model]
+    return main(["upscale", str(src), "-o", str(out), "-r", *chosen, "-s", "2", "-q", *extra])
 
 
 @pytest.fixture(scope="module")
@@ -167,15 +170,19 @@ def test_a_killed_run_resumes(ray_session, tmp_path):
 
 
 def test_a_corrupt_file_is_reported_and_the_rest_done(ray_session, tmp_path, capsys):
+    """Also with no model given, where each input gets its tier (the JPEG the codec tier)."""
     src = tmp_path / "in"
-    make_tree(src, count=3)
+    make_tree(src, count=4)
     (src / "a" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
     capsys.readouterr()
-    assert upscale(src, tmp_path / "ray", "--engine", "ray", "--workers", "2") == 1
-    errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert upscale(src, tmp_path / "ray", "--engine", "ray", "--workers", "2", model=None) == 1
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if "error" in line]
     assert len(errors) == 1 and "broken.png" in errors[0]
-    assert upscale(src, tmp_path / "local") == 1
+    assert upscale(src, tmp_path / "local", model=None) == 1
+    assert err.splitlines()[-1] == capsys.readouterr().err.splitlines()[-1]  # the summary
     assert files(tmp_path / "ray") == files(tmp_path / "local")
+    assert len(files(tmp_path / "local")) == 4
 
 
 def test_overwrite_replaces_existing_outputs(ray_session, tree, tmp_path):

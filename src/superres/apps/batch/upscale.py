@@ -93,8 +93,7 @@ class UpscaleWorker:
         """One job: a row ``{status, error, model, lossy}`` (``error`` empty unless failed)."""
         job = api.Job(Path(source), Path(target))
         try:
-            if not job.target.exists():
-                remove_stale_parts(job.target)
+            remove_stale_parts(job.target)
             result = next(iter(api.run_jobs([job], self.model, **self.options)))
         except SuperresError as err:
             result = api.JobResult(job, "failed", err)
