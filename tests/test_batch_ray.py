@@ -33,14 +33,13 @@ MODEL = ["-m", "fast", "-s", "2"]
 
 @pytest.fixture(scope="session")
 def ray_session():
-    """A local Ray for the session: started on first use, shut down at the end."""
-    started = not ray.is_initialized()
-    if started:
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-                 logging_level="ERROR")  # fmt: skip
-    yield ray
-    if started:
-        ray.shutdown()
+    """A local Ray of 2 CPUs for the session (no dashboard): started on first use, shut down
+    at the end, with the environment and SIGTERM handler that ``ray.init`` changed put back
+    (:func:`superres.apps.batch.session`)."""
+    from superres.apps.batch import session
+
+    with session(num_cpus=2) as started:
+        yield started
 
 
 def _noise(shape: tuple[int, ...], seed: int, dtype=np.uint8) -> np.ndarray:

@@ -15,8 +15,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import socket
-from collections.abc import Iterable, Iterator
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from types import ModuleType
 
@@ -126,12 +128,34 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
         raise ConfigError(f"no Ray cluster answers at {address} ({reason})") from None
 
 
+def _process_state() -> Callable[[], None]:
+    """A function that puts back what ``ray.init`` changes in the calling process and
+    ``ray.shutdown`` leaves changed: the environment variables it adds
+    (``PYTHONBREAKPOINT``, ``RAY_AUTH_MODE``, ...) and its SIGTERM handler."""
+    environ = dict(os.environ)
+    main = threading.current_thread() is threading.main_thread()
+    sigterm = signal.getsignal(signal.SIGTERM) if main else None
+
+    def restore() -> None:
+        for key in set(os.environ) - set(environ):
+            del os.environ[key]
+        if main and sigterm is not None:
+            signal.signal(signal.SIGTERM, sigterm)
+
+    return restore
+
+
 @contextlib.contextmanager
-def session(address: str | None = None) -> Iterator[ModuleType]:
+def session(address: str | None = None, *, num_cpus: int | None = None) -> Iterator[ModuleType]:
     """Ray, connected: joins ``address`` (see :class:`Cluster`) or starts a private local
     instance (no dashboard, worker logs kept out of the driver's terminal); what this call
-    started it stops on exit. A Ray already initialised in this process is used as it is
+    started it stops on exit, and puts back the environment variables and SIGTERM handler
+    that ``ray.init`` changed. A Ray already initialised in this process is used as it is
     and left running.
+
+    Args:
+        address: See :class:`Cluster`.
+        num_cpus: CPUs of a private local instance (None: all of this machine's).
 
     Raises:
         RayMissingError: Ray is not installed.
@@ -139,6 +163,7 @@ def session(address: str | None = None) -> Iterator[ModuleType]:
     """
     ray = import_ray()
     started = False
+    restore = _process_state()
     if not ray.is_initialized():
         options = dict(include_dashboard=False, log_to_driver=False,
                        logging_level=logging.ERROR)  # fmt: skip
@@ -146,7 +171,7 @@ def session(address: str | None = None) -> Iterator[ModuleType]:
             _check_reachable(address)
         try:
             if address is None:
-                ray.init(address="local", **options)
+                ray.init(address="local", num_cpus=num_cpus, **options)
             else:
                 ray.init(address=address, **options)
         except (ConnectionError, ValueError, RuntimeError) as err:
@@ -159,6 +184,7 @@ def session(address: str | None = None) -> Iterator[ModuleType]:
     finally:
         if started:
             ray.shutdown()
+            restore()
 
 
 def worker_count(ray: ModuleType, cluster: Cluster, jobs: int) -> int:
