@@ -26,7 +26,7 @@ from superres.apps.batch.cluster import Cluster, rows, session, worker_count
 from superres.errors import ImageError, SuperresError, one_line
 from superres.models import SRModel
 
-__all__ = ["ModelLoader", "UpscaleWorker", "block_size", "upscale_jobs"]
+__all__ = ["ModelLoader", "UpscaleWorker", "block_size", "remove_stale_parts", "upscale_jobs"]
 
 #: A picklable zero-argument callable that returns the model to run, called once in each
 #: worker (for models that cannot travel by name, such as an onnxruntime session).
