@@ -3,10 +3,11 @@ one thread) against ``--engine ray`` with 1 and 2 single-threaded workers, as a 
 (a fresh process per run, start-up included).
 
     python benchmarks/ray_batch.py [--data ../shared/data] [--source BSD200] [--images 24]
-        [--small 6] [--crop 320] [--model quality] [--scale 2] [--repeats 3] [--json FILE]
+        [--small 6] [--crop 480] [--model quality] [--scale 2] [--repeats 3] [--json FILE]
 
-The inputs are ``--crop`` x ``--crop`` centre crops of the first ``--images`` images of
-``--source`` (a training folder), written as PNG into a nested tree (three folder levels)
+The inputs are centre crops of at most ``--crop`` x ``--crop`` pixels of the first
+``--images`` images of ``--source`` (a training folder; BSD200's 481x321 images give 480x321
+and 321x480 crops), written as PNG into a nested tree (three folder levels)
 in a temporary folder that is removed afterwards. Every configuration upscales the whole
 tree (``-r``) and, to separate start-up from throughput, a tree of the first ``--small`` of
 them; the runs are interleaved (each configuration in turn, then again) so that a load that
@@ -39,7 +40,8 @@ FLOOR = 1.5
 
 
 def make_tree(source: Path, root: Path, count: int, crop: int) -> None:
-    """Centre crops of the first ``count`` images of ``source`` in a three-level tree."""
+    """Centre crops (at most ``crop`` on each side) of the first ``count`` images of
+    ``source`` in a three-level tree."""
     files = sorted(p for p in source.iterdir() if p.suffix.lower() in (".png", ".jpg", ".bmp"))
     if len(files) < count:
         raise SystemExit(f"{source}: {len(files)} images, {count} needed")
@@ -47,11 +49,11 @@ def make_tree(source: Path, root: Path, count: int, crop: int) -> None:
         with Image.open(path) as im:
             rgb = im.convert("RGB")
         w, h = rgb.size
-        c = min(crop, w, h)
-        left, top = (w - c) // 2, (h - c) // 2
+        cw, ch = min(crop, w), min(crop, h)
+        left, top = (w - cw) // 2, (h - ch) // 2
         folder = root / ["", "a", "a/b"][i % 3]
         folder.mkdir(parents=True, exist_ok=True)
-        rgb.crop((left, top, left + c, top + c)).save(folder / f"{path.stem}.png")
+        rgb.crop((left, top, left + cw, top + ch)).save(folder / f"{path.stem}.png")
 
 
 def run(command: list[str]) -> tuple[float, subprocess.CompletedProcess]:
@@ -72,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--source", default="BSD200")
     parser.add_argument("--images", type=int, default=24)
     parser.add_argument("--small", type=int, default=6)
-    parser.add_argument("--crop", type=int, default=320)
+    parser.add_argument("--crop", type=int, default=480)
     parser.add_argument("--model", default="quality")
     parser.add_argument("--scale", default="2")
     parser.add_argument("--repeats", type=int, default=3)
@@ -123,9 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     import ray
     import torch
 
-    print(f"\n{n} crops of {args.crop}x{args.crop} from {args.source}, {args.model} x{args.scale}, "
-          f"median of {args.repeats} runs; {machine}; torch {torch.__version__}, "
-          f"ray {ray.__version__}\n")  # fmt: skip
+    print(f"\n{n} crops of at most {args.crop}x{args.crop} from {args.source}, {args.model} "
+          f"x{args.scale}, median of {args.repeats} runs; {machine}; torch "
+          f"{torch.__version__}, ray {ray.__version__}\n")  # fmt: skip
     print(f"| engine | {n} images (s) | {s} images (s) | start-up (s) | per image (s) "
           "| images/s | vs local |")  # fmt: skip
     print("|---|---:|---:|---:|---:|---:|---:|")
