@@ -103,6 +103,33 @@ def test_learned_fusion_of_eight_bicubic_frames_beats_the_quality_tier() -> None
     )
 
 
+def test_the_shipped_burst_network_beats_classical_fusion_in_one_run(monkeypatch) -> None:  # noqa: ANN001
+    """`method="learned"` runs the shipped burst network (not the quality tier per frame): on
+    Set5 (area, x4, 8 frames) it scores at least 1 dB above classical fusion (measured
+    35.56 against 34.21), with one network call per burst."""
+    from superres.models.burst import BurstLAFN
+
+    calls = []
+    real = BurstLAFN.forward
+
+    def counted(self, x, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        calls.append(tuple(x.shape))
+        return real(self, x, *args, **kwargs)
+
+    monkeypatch.setattr(BurstLAFN, "forward", counted)
+    learned, classical = [], []
+    images = list_images(dataset("Set5"))
+    for i, path in enumerate(images):
+        burst = make_burst(_hr(path), 4, 8, downscaler="area", seed=i)
+        frames = _uint8(burst.frames)
+        for method, scores in (("learned", learned), ("classical", classical)):
+            sr = superres.upscale_burst(frames, 4, method=method, degradation="area")
+            scores.append(score_burst(torch.from_numpy(sr).permute(2, 0, 1) / 255.0,
+                                      burst.reference_hr))  # fmt: skip
+    assert len(calls) == len(images) and all(c[1] == 8 for c in calls)
+    assert np.mean(learned) - np.mean(classical) >= 1.0, (learned, classical)
+
+
 def test_back_projection_pulls_towards_every_frame() -> None:
     burst = make_burst(_hr(dataset("Set5") / "head.png"), 2, 4, downscaler="area", seed=2)
     plain = fuse_burst(burst.frames, 2, shifts=burst.shifts, refine=0).image

@@ -24,8 +24,12 @@ FLOORS = {
     ("quality", 4): {"Set5": 31.4, "BSD100": 27.3},
     ("codec", 2): {"Set5": 36.1},
     ("codec", 4): {"Set5": 30.6},
+    # the burst network on one image (measured 31.30); its burst floors: tests/test_burst.py
+    ("burst", 4): {"Set5": 31.2},
 }
-MAX_PARAMS = {"fast": 100_000, "quality": 1_500_000, "codec": 1_500_000}
+MAX_PARAMS = {"fast": 100_000, "quality": 1_500_000, "codec": 1_500_000, "burst": 500_000}
+#: The training folders (DESIGN: never a benchmark folder).
+TRAINING_FOLDERS = {"T91", "BSD200", "BSD200test"}
 
 
 def test_every_expected_weights_file_is_shipped():
@@ -48,7 +52,7 @@ def test_shipped_model_meets_its_floor_and_its_card(name, scale):
         assert measured == pytest.approx(meta["metrics"][ds]["psnr"], abs=2e-3)
     prov = meta["provenance"]
     assert prov["weights"] == "ema" and prov["iterations"] == prov["config"]["iterations"]
-    assert set(prov["train_data"]) == {"T91", "BSD200"}
+    assert {"T91", "BSD200"} <= set(prov["train_data"]) <= TRAINING_FOLDERS
     card = (zoo.WEIGHTS_DIR / f"{name}.md").read_text()
     assert f"`{name}_x{scale}.safetensors`" in card and prov["config_file"] in card
     json.dumps(meta)  # plain JSON, no pickles

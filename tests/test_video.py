@@ -158,6 +158,26 @@ def test_learned_method_runs_the_network_once_per_frame(
     assert video_io.probe(out).frames == FRAMES
 
 
+def test_the_burst_network_runs_once_per_window(
+    clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from superres.models.burst import BurstLAFN
+
+    windows, singles = [], []
+    real = BurstLAFN.forward
+
+    def counted(self, x, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        windows.append(x.shape[1])
+        return real(self, x, *args, **kwargs)
+
+    monkeypatch.setattr(BurstLAFN, "forward", counted)
+    monkeypatch.setattr(engine, "upscale_array", lambda *a, **k: singles.append(1))
+    out = superres.upscale_video(clip, tmp_path / "burst.mp4", 4, window=3, method="learned")
+    assert windows == [2] + [3] * (FRAMES - 2) + [2] and not singles
+    info = video_io.probe(out)
+    assert (info.frames, info.width, info.height) == (FRAMES, 192, 128)
+
+
 def test_a_clip_without_audio_gives_a_video_without_audio(tmp_path: Path) -> None:
     silent = _clip(tmp_path / "silent.mkv", audio=None)
     out = tmp_path / "silent_x2.mp4"
