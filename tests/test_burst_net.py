@@ -53,6 +53,17 @@ def test_it_starts_as_the_quality_network_and_stays_under_half_a_million_paramet
     assert sum(p.numel() for p in net.parameters()) <= 500_000
 
 
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_the_single_image_path_is_the_burst_path_with_one_still_frame(scale):
+    """A 4-D batch takes constant kernels (so it traces for ONNX); same numbers as a burst of
+    one frame without motion."""
+    net = small_net(scale=scale)
+    x = torch.rand(2, 3, 13, 17)
+    assert torch.equal(net.accumulate_one(x), net.accumulate(x[:, None], torch.zeros(2, 1, 2)))
+    with torch.no_grad():
+        assert torch.equal(net(x), net(x[:, None], torch.zeros(2, 1, 2), degradation="bicubic"))
+
+
 def test_the_output_does_not_depend_on_the_order_of_the_other_frames():
     net = small_net()
     frames = torch.rand(1, 4, 3, 18, 20)

@@ -28,6 +28,7 @@ SMALL = {
     "edsr": {"n_feats": 32, "n_blocks": 2},
     "edsr_baseline": {"n_blocks": 2},
     "lafn": {"n_blocks": 1},
+    "burst_lafn": {"n_blocks": 1},
     "rcan": {"n_groups": 2, "n_blocks": 2},
     "rcan_small": {"n_groups": 2, "n_blocks": 2},
     "vdsr": {"depth": 6},

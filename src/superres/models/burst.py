@@ -20,7 +20,10 @@ is also a single-image model (exact tiling) wherever one is accepted.
 
 from __future__ import annotations
 
+import math
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from superres.core.fusion import splat
@@ -101,17 +104,54 @@ class BurstLAFN(nn.Module):
     ) -> Tensor:
         """The burst input ``z`` ``(B, C s^2 + s^2 + 1, h, w)`` (see the module docstring)."""
         b, n, c, h, w = frames.shape
-        s = self.scale
         flat_weights = None if weights is None else weights.reshape(b * n, h, w)
-        total = splat(frames.reshape(b * n, c, h, w).float(), shifts.reshape(b * n, 2), s,
-                      sigma=self.sigma, weights=flat_weights, bursts=b)  # fmt: skip
+        total = splat(frames.reshape(b * n, c, h, w).float(), shifts.reshape(b * n, 2),
+                      self.scale, sigma=self.sigma, weights=flat_weights, bursts=b)  # fmt: skip
+        return self._planes(total, frames[:, 0].float(), degradation)
+
+    @torch.no_grad()
+    def accumulate_one(self, x: Tensor) -> Tensor:
+        """:meth:`accumulate` of single frames without motion (bicubic PSF), with constant
+        kernels and slices, so that it traces (ONNX export) and tiles like a convolution.
+
+        The same splat as :func:`superres.core.fusion.splat`: sample ``i`` lands at HR
+        position ``(i + 1/2) s - 1/2``, one separable strided transposed convolution."""
+        s, sigma, c = self.scale, self.sigma, x.shape[1]
+        radius = max(1, math.ceil(3 * sigma))
+        size = 2 * radius + 1
+        centre = 0.5 * s - 0.5
+        phase = centre - math.floor(centre)
+        taps = [math.exp(-((t - radius - phase) ** 2) / (2 * sigma**2)) for t in range(size)]
+        # constants of static shape (traced as initialisers, as ONNX's ConvTranspose needs)
+        kx = torch.tensor([[[taps]]] * (c + 1), dtype=torch.float32, device=x.device)
+        ky = torch.tensor([[[[v] for v in taps]]] * (c + 1), dtype=torch.float32, device=x.device)
+        values = torch.cat([x.float(), torch.ones_like(x[:, :1]).float()], 1)
+        out = F.conv_transpose2d(values, kx, stride=(1, s), groups=c + 1)
+        out = F.conv_transpose2d(out, ky, stride=(s, 1), groups=c + 1)
+        # Transposed-convolution index T is HR position T + first, first = floor(centre) - r.
+        before = radius - math.floor(centre)  # T entries before HR position 0
+        after = size - s - before  # and after the last HR position
+        pad = max(0, -before, -after)
+        if pad:
+            out = F.pad(out, (pad, pad, pad, pad))
+        lo, hi = before + pad, after + pad
+        total = out[..., lo : out.shape[-2] - hi, lo : out.shape[-1] - hi]
+        return self._planes(total, x.float(), None)
+
+    def _planes(self, total: Tensor, ref: Tensor, degradation: str | float | Tensor | None):
+        """``z`` from the summed splats ``(B, C + 1, h s, w s)`` and the reference frame."""
+        c = ref.shape[1]
+        s = self.scale
         density = total[:, c:]
         est = total[:, :c] / density.clamp(min=1e-6)
-        ref = frames[:, 0].float().repeat_interleave(s, -2).repeat_interleave(s, -1)
+        nearest = ref.repeat_interleave(s, -2).repeat_interleave(s, -1)
         seen = (density > 0.05).to(est.dtype)
         planes = torch.cat(
-            [self.unshuffle((est - ref) * seen), self.unshuffle(density.clamp(max=4) / 4)], 1
+            [self.unshuffle((est - nearest) * seen), self.unshuffle(density.clamp(max=4) / 4)], 1
         )
+        if degradation is None:  # bicubic: code 0, without a batch-sized tensor (tracing)
+            return torch.cat([planes, torch.zeros_like(planes[:, :1])], 1)
+        b, _, h, w = planes.shape
         flag = degradation_flag(degradation, b).to(planes)
         return torch.cat([planes, flag[:, None, None, None].expand(b, 1, h, w)], 1)
 
@@ -128,11 +168,15 @@ class BurstLAFN(nn.Module):
         (``"area"``, ``"bicubic"`` or ``(B,)`` codes; None: bicubic) and optional robustness
         ``weights`` ``(B, N, h, w)``. Returns ``(B, C, h s, w s)`` on frame 0's
         HR grid."""
-        frames = x[:, None] if x.ndim == 4 else x
-        if shifts is None:
-            shifts = torch.zeros(frames.shape[0], frames.shape[1], 2)
-        ref = frames[:, 0]
-        z = self.accumulate(frames, shifts, degradation, weights).to(ref.dtype)
+        if x.ndim == 4 and shifts is None and weights is None and degradation is None:
+            ref = x
+            z = self.accumulate_one(x).to(ref.dtype)
+        else:
+            frames = x[:, None] if x.ndim == 4 else x
+            if shifts is None:
+                shifts = torch.zeros(frames.shape[0], frames.shape[1], 2)
+            ref = frames[:, 0]
+            z = self.accumulate(frames, shifts, degradation, weights).to(ref.dtype)
         if self.head.weight.is_contiguous(memory_format=torch.channels_last):
             # a channels-last network (training, or inference on CPU): match its layout
             ref = ref.contiguous(memory_format=torch.channels_last)
