@@ -807,6 +807,19 @@ def burst_model(scale: int, device: str | None = None) -> SRModel | None:
     return load_model(BURST_MODEL, scale=scale, device=device)
 
 
+def _learned_model(
+    model: SRModel | str | os.PathLike[str] | None, scale: int, device: str | None
+) -> tuple[SRModel | None, object | None]:
+    """What the learned burst method runs: ``(single-image model, None)`` or ``(None, burst
+    network module)``; ``model=None`` is the shipped burst network where it exists."""
+    net = burst_model(scale, device) if model is None else None
+    if net is None:
+        net, _ = resolve_model(model, scale, None, device=device)
+    if getattr(net.module, "burst", False):
+        return None, net.module
+    return net, None
+
+
 def _fuse_frames(
     frames: Sequence[BurstFrame],
     scale: int,
@@ -835,12 +848,8 @@ def _fuse_frames(
     tensor = torch.from_numpy(stack).permute(0, 3, 1, 2).contiguous()
     upscaled = network = None
     if method == "learned":
-        net = burst_model(scale, device) if model is None else None
-        if net is None:
-            net, _ = resolve_model(model, scale, None, device=device)
-        if getattr(net.module, "burst", False):
-            network = net.module
-        else:
+        net, network = _learned_model(model, scale, device)
+        if net is not None:
             runs = []
             for im in images:
                 sr, _ = engine.upscale_array(im.pixels, net, tile=tile, device=device)
@@ -1049,13 +1058,8 @@ def upscale_video(
     if target.exists() and not overwrite:
         raise ImageError(target, "output exists")
     info = video_io.probe(src)
-    net = network = None
-    if method == "learned":
-        net = burst_model(scale, device) if model is None else None
-        if net is None:
-            net = resolve_model(model, scale, None, device=device)[0]
-        if getattr(net.module, "burst", False):  # one run per window, on all its frames
-            network, net = net.module, None
+    # a burst network runs once per window on all its frames
+    net, network = _learned_model(model, scale, device) if method == "learned" else (None, None)
 
     def prepared(frame: video_io.Frame) -> tuple[video_io.Frame, torch.Tensor, np.ndarray]:
         lr = torch.from_numpy(frame.pixels).permute(2, 0, 1).float() / 255

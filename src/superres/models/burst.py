@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from superres.core.fusion import splat
-from superres.models.lafn import LocalAttentionFeatureBlock
+from superres.models.lafn import LAFN
 from superres.models.registry import register_model
 
 __all__ = ["BurstLAFN", "degradation_flag"]
@@ -54,7 +54,7 @@ def degradation_flag(degradation: str | float | Tensor | None, batch: int) -> Te
     "burst_lafn",
     description="BurstLAFN: multi-frame fusion on the LAFN body (learned burst SR; N=1 is SISR)",
 )
-class BurstLAFN(nn.Module):
+class BurstLAFN(LAFN):
     """Learned fusion of a registered burst (any number of frames).
 
     Args:
@@ -77,22 +77,15 @@ class BurstLAFN(nn.Module):
         in_channels: int = 3,
         sigma: float = 0.5,
     ) -> None:
-        super().__init__()
+        super().__init__(scale, channels, n_blocks, reduced, in_channels)
         s2 = scale * scale
-        self.head = nn.Conv2d(in_channels, channels, 3, padding=1)
         self.burst_head = nn.Conv2d(in_channels * s2 + s2 + 1, channels, 1)
         nn.init.zeros_(self.burst_head.weight)
         nn.init.zeros_(self.burst_head.bias)
-        self.blocks = nn.Sequential(
-            *[LocalAttentionFeatureBlock(channels, reduced) for _ in range(n_blocks)]
-        )
-        self.body_tail = nn.Conv2d(channels, channels, 3, padding=1)
-        self.to_subpixels = nn.Conv2d(channels, in_channels * s2, 3, padding=1)
-        self.shuffle = nn.PixelShuffle(scale)
         self.unshuffle = nn.PixelUnshuffle(scale)
-        self.scale, self.sigma = scale, float(sigma)
+        self.sigma = float(sigma)
         # The splat reaches ceil(3 sigma) HR pixels: under one LR pixel for sigma < s / 3.
-        self.receptive_field = 1 + sum(b.radius for b in self.blocks) + 1 + 1 + 1
+        self.receptive_field += 1
 
     @torch.no_grad()
     def accumulate(
