@@ -174,7 +174,4 @@ class BurstLAFN(LAFN):
             # a channels-last network (training, or inference on CPU): match its layout
             ref = ref.contiguous(memory_format=torch.channels_last)
             z = z.contiguous(memory_format=torch.channels_last)
-        features = self.head(ref) + self.burst_head(z)
-        features = self.body_tail(self.blocks(features)) + features
-        residual = torch.repeat_interleave(ref, self.scale * self.scale, dim=1)
-        return self.shuffle(self.to_subpixels(features) + residual)
+        return self.reconstruct(self.head(ref) + self.burst_head(z), ref)

@@ -93,7 +93,10 @@ class LAFN(nn.Module):
         self.receptive_field = 1 + sum(b.radius for b in self.blocks) + 1 + 1
 
     def forward(self, x: Tensor) -> Tensor:
-        features = self.head(x)
+        return self.reconstruct(self.head(x), x)
+
+    def reconstruct(self, features: Tensor, x: Tensor) -> Tensor:
+        """The blocks and the tail on the head's ``features`` of the LR image ``x``."""
         features = self.body_tail(self.blocks(features)) + features
         residual = torch.repeat_interleave(x, self.scale * self.scale, dim=1)
         return self.shuffle(self.to_subpixels(features) + residual)
