@@ -279,3 +279,26 @@ def test_an_address_where_no_cluster_listens_fails_fast():
     with pytest.raises(ConfigError, match="expected auto or HOST:PORT"):
         _check_reachable("nonsense")
     _check_reachable("auto")  # Ray's own resolution
+
+
+class _ArenaProbe:
+    """A ``map_batches`` class that reports its process's ``MALLOC_ARENA_MAX``."""
+
+    def __call__(self, batch: dict) -> dict:
+        return {"arena": [os.environ.get("MALLOC_ARENA_MAX", "")] * len(batch["i"])}
+
+
+def test_batch_actors_run_with_one_malloc_arena(ray_session, monkeypatch):
+    """The job's workers get ``MALLOC_ARENA_MAX=1`` (Ray Data calls the class on a thread,
+    whose own arena would hand every large feature map fresh pages), unless the user's
+    environment says otherwise."""
+    from superres.apps.batch.cluster import worker_env
+
+    dataset = ray_session.data.from_items([{"i": 0}, {"i": 1}]).map_batches(
+        _ArenaProbe, batch_size=1, compute=ray_session.data.ActorPoolStrategy(size=1)
+    )
+    assert [row["arena"] for row in dataset.iter_rows()] == ["1", "1"]
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    assert worker_env() == {"env_vars": {"MALLOC_ARENA_MAX": "1"}}
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert worker_env() == {"env_vars": {"MALLOC_ARENA_MAX": "4"}}

@@ -33,6 +33,7 @@ __all__ = [
     "rows",
     "session",
     "worker_count",
+    "worker_env",
 ]
 
 #: What to do when Ray is not installed.
@@ -145,6 +146,36 @@ def _process_state() -> Callable[[], None]:
     return restore
 
 
+def worker_env() -> dict:
+    """The runtime environment of the batch's Ray job: ``MALLOC_ARENA_MAX=1`` in every
+    worker (unless the driver's environment sets it).
+
+    Ray Data calls a ``map_batches`` class on a thread of the actor, not its main thread,
+    and glibc gives such a thread its own malloc arena, whose heaps cannot keep the
+    tens-of-megabytes feature maps of an image: each one is a fresh ``mmap`` whose pages
+    the kernel zeroes again. Measured on 2 cores (24 crops of 480x321, quality x2, two
+    1-thread workers): 2.4-3.5 s of system time per worker without it, and in a plain
+    thread 9x the page faults of the main thread for the same images; one arena brings
+    both back to the main thread's figures.
+    """
+    value = os.environ.get("MALLOC_ARENA_MAX", "1")
+    return {"env_vars": {"MALLOC_ARENA_MAX": value}}
+
+
+def _stop_monitor(ray: ModuleType) -> None:
+    """Kill the autoscaler monitor of a private instance before ``ray.shutdown``: it does not
+    exit on SIGTERM, so the shutdown would wait the full second it allows it (Ray 2.60) before
+    killing it anyway. Best effort: Ray's process table is not a public API."""
+    try:
+        node = ray._private.worker._global_node
+        for info in node.all_processes.get("monitor", []):
+            if info.process.poll() is None:
+                info.process.kill()
+                info.process.wait(timeout=1)
+    except Exception:  # noqa: BLE001, S110 - another Ray version: the shutdown still works
+        pass
+
+
 @contextlib.contextmanager
 def session(address: str | None = None, *, num_cpus: int | None = None) -> Iterator[ModuleType]:
     """Ray, connected: joins ``address`` (see :class:`Cluster`) or starts a private local
@@ -166,7 +197,7 @@ def session(address: str | None = None, *, num_cpus: int | None = None) -> Itera
     restore = _process_state()
     if not ray.is_initialized():
         options = dict(include_dashboard=False, log_to_driver=False,
-                       logging_level=logging.ERROR)  # fmt: skip
+                       logging_level=logging.ERROR, runtime_env=worker_env())  # fmt: skip
         if address is not None:
             _check_reachable(address)
         try:
@@ -183,6 +214,8 @@ def session(address: str | None = None, *, num_cpus: int | None = None) -> Itera
         yield ray
     finally:
         if started:
+            if address is None:
+                _stop_monitor(ray)
             ray.shutdown()
             restore()
 
