@@ -92,3 +92,17 @@ def test_bad_settings_are_refused():
         AdaptiveSR([cheap, costly], [0.1, 0.2])
     with pytest.raises(ValueError, match="one scale"):
         AdaptiveSR([cheap, create_model("plainsr", scale=3)], [0.1])
+
+
+def test_an_unshipped_adaptive_model_is_one_clear_error(monkeypatch):
+    """Without calibrated settings the pseudo-model says it is not shipped (not "available:
+    none"); with settings for other scales it names them."""
+    from superres.weights import zoo
+
+    monkeypatch.setattr(zoo, "adaptive_config", lambda: {})
+    with pytest.raises(ValueError, match="^model 'adaptive' is not shipped yet: ") as caught:
+        zoo.resolve("adaptive", 4)
+    assert "\n" not in str(caught.value)
+    monkeypatch.setattr(zoo, "adaptive_config", lambda: {"2": {}})
+    with pytest.raises(ValueError, match=r"has no x4 settings \(available: x2\)"):
+        zoo.resolve("adaptive", 4)

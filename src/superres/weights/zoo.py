@@ -97,7 +97,11 @@ def _adaptive(scale: int) -> SRModel:
     config = adaptive_config()
     entry = config.get(str(scale))
     if entry is None:
-        have = ", ".join(f"x{s}" for s in sorted(config, key=int)) or "none"
+        if not config:
+            raise ValueError("model 'adaptive' is not shipped yet: no member networks are "
+                             "calibrated for it at any scale (see README, Regions and "
+                             "attention)")  # fmt: skip
+        have = ", ".join(f"x{s}" for s in sorted(config, key=int))
         raise ValueError(f"model 'adaptive' has no x{scale} settings (available: {have})")
     members = [resolve(name, scale) for name in entry["members"]]
     module = AdaptiveSR(
