@@ -6,8 +6,11 @@ are never copied into the repository; tests that need them skip when they are ab
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -18,6 +21,20 @@ def data_root() -> Path:
     """The folder holding Set5, Set14, BSD100, T91, BSD200, Kodak24."""
     env = os.environ.get("SUPERRES_DATA")
     return Path(env) if env else REPO.parent / "shared" / "data"
+
+
+def load_script(relative: str) -> ModuleType:
+    """A script of the repository that is not a package module (``benchmarks/*.py``,
+    ``tools/*.py``), imported from its file under a private module name, which stays in
+    ``sys.modules`` (dataclasses and pickling look their module up there)."""
+    path = REPO / relative
+    name = "superres_" + relative.removesuffix(".py").replace("/", "_")
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None, path
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def dataset(name: str) -> Path:

@@ -2,29 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-
 from PIL import Image
 
-from tests.conftest import REPO, data_root, dataset
-
-
-def _gallery():
-    name = "superres_benchmarks_gallery"
-    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / "gallery.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while the file runs
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        del sys.modules[name]
-    return module
+from tests.conftest import data_root, dataset, load_script
 
 
 def test_gallery_one_image(tmp_path, capsys):
     dataset("Set5")
-    gallery = _gallery()
+    gallery = load_script("benchmarks/gallery.py")
     results = gallery.main(["--data", str(data_root()), "--out", str(tmp_path), "--only",
                             "butterfly"])  # fmt: skip
     assert len(results) == 1

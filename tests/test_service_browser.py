@@ -5,31 +5,20 @@ missing (CI installs both: see .ci/run)."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from tests.conftest import load_script
+
 pytest.importorskip("fastapi", reason="the serve extra (FastAPI) is not installed")
 pytest.importorskip("uvicorn", reason="the serve extra (uvicorn) is not installed")
 pytest.importorskip("playwright", reason="Playwright is not installed")
 
-REPO = Path(__file__).resolve().parents[1]
 
-
-def _load_tool():
-    name = "superres_tools_service_screenshot"
-    spec = importlib.util.spec_from_file_location(name, REPO / "tools" / "service_screenshot.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-tool = _load_tool()
+tool = load_script("tools/service_screenshot.py")
 if tool.find_chromium() is None:
     pytest.skip("Chromium is not installed (apt-get install chromium)", allow_module_level=True)
 

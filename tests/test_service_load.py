@@ -11,12 +11,12 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import socket
-import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
+
+from tests.conftest import load_script
 
 pytest.importorskip("fastapi", reason="the serve extra (FastAPI) is not installed")
 pytest.importorskip("uvicorn", reason="the serve extra (uvicorn) is not installed")
@@ -24,19 +24,8 @@ if not any(importlib.util.find_spec(name) for name in ("python_multipart", "mult
     pytest.skip("the serve extra (python-multipart) is not installed", allow_module_level=True)
 httpx = pytest.importorskip("httpx", reason="httpx is not installed")
 
-REPO = Path(__file__).resolve().parents[1]
 
-
-def _load_benchmark():
-    name = "superres_benchmarks_service_load"
-    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / "service_load.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_benchmark()
+bench = load_script("benchmarks/service_load.py")
 ACCEPTANCE = ["--max-upload-mb", "1", "--max-queue", "2", "--workers", "1", "--models", "fast"]
 
 
