@@ -187,7 +187,19 @@ def test_overwrite_flag(saved: Path) -> None:
 
 def test_missing_file(tmp_path: Path) -> None:
     assert_one_line_error(tmp_path / "nope.safetensors", "no such file")
-    assert_one_line_error(tmp_path, "directory")
+    assert_one_line_error(tmp_path, "is a folder, not a checkpoint file")
+
+
+def test_read_problems_are_worded_alike() -> None:
+    """One wording for the file readers (checkpoints, .srz files): superres.errors."""
+    from superres.errors import read_problem
+
+    assert read_problem(FileNotFoundError(2, "x"), "a thing") == "no such file"
+    assert read_problem(IsADirectoryError(21, "x"), "a thing") == "is a folder, not a thing"
+    assert read_problem(PermissionError(13, "x"), "a thing") == "permission denied"
+    assert read_problem(OSError(5, "Input/output error"), "a thing") == (
+        "cannot read the file (Input/output error)"
+    )
 
 
 def test_text_file(tmp_path: Path) -> None:

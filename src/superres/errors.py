@@ -30,12 +30,26 @@ __all__ = [
     "SuperresError",
     "TrainingError",
     "one_line",
+    "read_problem",
 ]
 
 
 def one_line(text: object) -> str:
     """``text`` with every run of whitespace (newlines included) collapsed to one space."""
     return " ".join(str(text).split())
+
+
+def read_problem(err: OSError, kind: str) -> str:
+    """Why a file could not be opened or read, in the words every reader of this package
+    uses: "no such file", "is a folder, not KIND", "permission denied" or "cannot read the
+    file (REASON)". ``kind`` names what was expected ("an .srz file", "a checkpoint")."""
+    if isinstance(err, FileNotFoundError):
+        return "no such file"
+    if isinstance(err, IsADirectoryError):
+        return f"is a folder, not {kind}"
+    if isinstance(err, PermissionError):
+        return "permission denied"
+    return f"cannot read the file ({err.strerror or err})"
 
 
 class SuperresError(Exception):

@@ -16,7 +16,7 @@ from typing import Literal
 from superres.codec import api
 from superres.codec.base import ContainerError
 from superres.core import io
-from superres.errors import ImageError
+from superres.errors import ImageError, read_problem
 from superres.inference import engine
 
 __all__ = ["check_output", "compress_file", "decompress_file"]
@@ -107,12 +107,8 @@ def decompress_file(
     dst = check_output(dst, overwrite=overwrite, extensions=io.SUPPORTED_OUTPUT_EXTENSIONS)
     try:
         data = src.read_bytes()
-    except FileNotFoundError:
-        raise ImageError(src, "no such file") from None
-    except IsADirectoryError:
-        raise ImageError(src, "is a folder, not an .srz file") from None
     except OSError as err:
-        raise ImageError(src, f"cannot read the file ({err.strerror or err})") from None
+        raise ImageError(src, read_problem(err, "an .srz file")) from None
     try:
         image = api.decompress(data, device=dev)
     except ContainerError as err:

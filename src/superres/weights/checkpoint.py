@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from superres.core.io import atomic_write_bytes
-from superres.errors import CheckpointError
+from superres.errors import CheckpointError, read_problem
 from superres.models import SRModel, create_model, get_model_spec, list_models
 
 __all__ = [
@@ -156,12 +156,8 @@ def _read_header(path: Path) -> tuple[dict[str, Any], int]:
             if length > _MAX_HEADER or length + 8 > size:
                 raise CheckpointError(path, "not a safetensors file (or truncated)")
             raw = file.read(length)
-    except FileNotFoundError:
-        raise CheckpointError(path, "no such file") from None
-    except IsADirectoryError:
-        raise CheckpointError(path, "is a directory, not a checkpoint file") from None
     except OSError as exc:
-        raise CheckpointError(path, f"cannot read: {exc.strerror or exc}") from None
+        raise CheckpointError(path, read_problem(exc, "a checkpoint file")) from None
     try:
         header = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
