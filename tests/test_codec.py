@@ -730,3 +730,37 @@ def test_restorers_are_loaded_once_per_process():
     again, digest_again = models.load_restorer("codec", 2)
     assert first is again and digest == digest_again
     assert models.load_restorer("fast", 2)[0] is not first
+
+
+def test_decompress_tiles_and_reports_progress_without_changing_pixels() -> None:
+    """``tile`` only bounds memory (the restorers tile exactly) and ``progress`` is called
+    between tiles; an exception it raises stops the decoding."""
+    rng = np.random.default_rng(4)
+    pixels = rng.integers(0, 256, (96, 128, 3), dtype=np.uint8)
+    data = compress(pixels, codec="jpeg", quality=80, scale=2, model="fast")
+    whole = decompress(data).pixels
+    calls: list[tuple[int, int]] = []
+    tiled = decompress(data, tile=16, progress=lambda d, t: calls.append((d, t)))
+    assert np.array_equal(tiled.pixels, whole)
+    assert calls[-1][0] == calls[-1][1] > 1 and [d for d, _ in calls] == sorted(d for d, _ in calls)
+
+    class Stop(Exception):
+        pass
+
+    def stop(done: int, total: int) -> None:
+        if done >= 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        decompress(data, tile=16, progress=stop)
+
+
+def test_compress_auto_reports_the_progress_of_its_restorations() -> None:
+    rng = np.random.default_rng(6)
+    pixels = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    calls: list[tuple[int, int]] = []
+    plain = compress(pixels, codec="jpeg", target_bpp=2.0, scale="auto", model="fast")
+    tracked = compress(pixels, codec="jpeg", target_bpp=2.0, scale="auto", model="fast",
+                             tile=16, progress=lambda d, t: calls.append((d, t)))  # fmt: skip
+    assert tracked == plain  # the same choice and bytes
+    assert calls and all(0 <= d <= t for d, t in calls) and calls.count((4, 4)) >= 2  # 2+ scales

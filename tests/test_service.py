@@ -432,6 +432,25 @@ def test_timeout_is_504_and_the_job_is_cancelled_between_tiles() -> None:
         assert pool.stats().cancelled == 1
 
 
+def test_a_decompression_over_the_timeout_is_504_and_cancelled_between_tiles() -> None:
+    """The codec's restoration reports its tiles too, so a decompression past the deadline
+    stops there instead of finishing (the worker frees up at once)."""
+    from superres import codec
+
+    rng = np.random.default_rng(9)
+    pixels = rng.integers(0, 256, (640, 640, 3), dtype=np.uint8)
+    srz = codec.compress(pixels, codec="jpeg", quality=60, scale=4, model="quality")
+    with service(timeout=1.0, tile=8, workers=1) as c:
+        pool = c.app.state.pool
+        start = time.monotonic()
+        response = upload(c, srz, "/v1/decompress", field="file")
+        assert response.status_code == 504, response.text
+        assert "cancelled" in error_of(response)
+        wait_for(lambda: pool.stats().busy == 0, timeout=3)
+        assert time.monotonic() - start < 5
+        assert pool.stats().cancelled == 1
+
+
 def test_health_answers_fast_while_every_worker_is_busy() -> None:
     with service(workers=2, max_queue=2) as c:
         pool = c.app.state.pool

@@ -44,6 +44,7 @@ from superres.core import io, regions
 from superres.core.metrics import psnr_rgb
 from superres.errors import ConfigError, DeviceError
 from superres.inference import engine
+from superres.inference.loop import Progress
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -125,6 +126,8 @@ def compress(
     device: str | None = None,
     roi: RoiInput | None = None,
     roi_weight: float = ROI_WEIGHT,
+    tile: int | None = None,
+    progress: Progress | None = None,
 ) -> bytes:
     """Compress an image to ``.srz`` bytes; see :func:`compress_detailed` for the arguments."""
     return compress_detailed(
@@ -139,6 +142,8 @@ def compress(
         device=device,
         roi=roi,
         roi_weight=roi_weight,
+        tile=tile,
+        progress=progress,
     ).data
 
 
@@ -155,6 +160,8 @@ def compress_detailed(
     device: str | None = None,
     roi: RoiInput | None = None,
     roi_weight: float = ROI_WEIGHT,
+    tile: int | None = None,
+    progress: Progress | None = None,
 ) -> Compressed:
     """Compress an image, returning the ``.srz`` bytes with the settings chosen.
 
@@ -196,6 +203,12 @@ def compress_detailed(
         roi_weight: How many times a region pixel's squared error counts as much as another
             pixel's in that search (>= 1; default :data:`ROI_WEIGHT`): higher gives the
             region more of the bits and the rest fewer.
+        tile: LR tile side of the restorations that ``scale="auto"`` and ``roi`` run (None:
+            the engine's plan); the choice does not depend on it (the restorers tile
+            exactly).
+        progress: ``callback(done_tiles, total_tiles)`` called between the tiles of each
+            of those restorations (the counts start again at each); an exception it raises
+            stops the compression, so a caller can cancel one.
 
     Raises:
         ConfigError: invalid arguments, alpha, an image too large, a model without
@@ -219,7 +232,7 @@ def compress_detailed(
     return _compress_pixels(
         pixels, icc, exif, codec=codec, quality=quality, target_bpp=target_bpp, scale=scale,
         model=model, subsampling=subsampling, allow_over=allow_over, device=device,
-        mask=mask, roi_weight=float(roi_weight),
+        mask=mask, roi_weight=float(roi_weight), run=dict(tile=tile, progress=progress),
     )  # fmt: skip
 
 
@@ -238,7 +251,11 @@ def _compress_pixels(
     device: str | None,
     mask: np.ndarray | None = None,
     roi_weight: float = ROI_WEIGHT,
+    run: dict | None = None,
 ) -> Compressed:
+    """:func:`compress_detailed` on prepared pixels; ``run`` holds the ``tile`` and
+    ``progress`` of the restorations it scores with."""
+    run = run or {}
     chosen = _codec(codec)
     if quality is not None and target_bpp is not None:
         raise ConfigError("give quality or target_bpp, not both")
@@ -258,7 +275,7 @@ def _compress_pixels(
             restorer = pipeline.choose_restorer(model, int(scale), device=dev)
             result, _ = _compress_roi_at(
                 pixels, icc, exif, chosen, target_bpp, scale, restorer, options, mask,
-                roi_weight, dev,
+                roi_weight, dev, run,
             )  # fmt: skip
             return _check_target(result, target_bpp, allow_over)
         restorer = pipeline.choose_restorer(model, int(scale))
@@ -281,13 +298,14 @@ def _compress_pixels(
             continue  # this model has no weights at this scale
         if mask is not None:
             result, cost = _compress_roi_at(
-                pixels, icc, exif, chosen, target_bpp, s, restorer, options, mask, roi_weight, dev
-            )
+                pixels, icc, exif, chosen, target_bpp, s, restorer, options, mask, roi_weight,
+                dev, run,
+            )  # fmt: skip
             results.append((result, -cost))
             continue
         result = _compress_at(pixels, icc, exif, chosen, None, target_bpp, s, restorer, options)
         header, payload, _, _ = container.unpack(result.data, max_pixels=pixels[..., 0].size)
-        decoded = pipeline.decode_pixels(header, payload, restorer.net, device=dev)
+        decoded = pipeline.decode_pixels(header, payload, restorer.net, device=dev, **run)
         result = dataclasses.replace(result, psnr=psnr_rgb(decoded, pixels))
         results.append((result, result.psnr))
     if len(results) == 1 and model not in (None, "lanczos"):
@@ -300,7 +318,13 @@ def _compress_pixels(
     return _check_target(best, target_bpp, allow_over)
 
 
-def decompress(data: bytes, *, device: str | None = None) -> io.Image:
+def decompress(
+    data: bytes,
+    *,
+    device: str | None = None,
+    tile: int | None = None,
+    progress: Progress | None = None,
+) -> io.Image:
     """Decode ``.srz`` bytes.
 
     Args:
@@ -308,6 +332,10 @@ def decompress(data: bytes, *, device: str | None = None) -> io.Image:
             before any byte reaches the codec's decoder).
         device: Torch device for the restorer (None: automatic); checked even when the
             file needs no network.
+        tile: LR tile side of the restoration (None: the engine's plan). The pixels do not
+            depend on it (the restorers tile exactly); it bounds memory.
+        progress: ``callback(done_tiles, total_tiles)`` called between tiles; an exception
+            it raises stops the decoding (how a caller cancels one).
 
     Returns:
         The image at its original size (uint8, grey or RGB) with its ICC profile and EXIF;
@@ -326,7 +354,7 @@ def decompress(data: bytes, *, device: str | None = None) -> io.Image:
         net, _ = models.load_restorer(
             header.model_id, header.scale, expected_hash=header.model_hash, device=dev
         )
-    pixels = pipeline.decode_contents(contents, net, device=dev)
+    pixels = pipeline.decode_contents(contents, net, device=dev, tile=tile, progress=progress)
     mode = "L" if header.channels == 1 else "RGB"
     return io.Image(pixels=pixels, icc_profile=contents.icc, exif=contents.exif, mode=mode)
 
@@ -459,6 +487,7 @@ def _compress_roi_at(
     mask: np.ndarray,
     weight: float,
     device: torch.device | None,
+    run: dict,
 ) -> tuple[Compressed, float]:
     """Encode a base layer and an ROI enhancement layer at one scale within ``target_bpp``.
 
@@ -506,7 +535,7 @@ def _compress_roi_at(
         if qb in tried:
             return tried[qb][0]
         payload = base(qb)
-        restored = pipeline.decode_pixels(header, payload, restorer.net, device=device)
+        restored = pipeline.decode_pixels(header, payload, restorer.net, device=device, **run)
         delta = roi.residual(pixels, restored, layers)
         qe, data, met = _fit(
             lambda q: pack(payload, codec.encode(delta, q, **options)),

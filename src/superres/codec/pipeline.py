@@ -25,6 +25,7 @@ from superres.codec.base import get_codec
 from superres.core.resize import imresize, to_levels
 from superres.errors import ConfigError
 from superres.inference import engine
+from superres.inference.loop import Progress
 from superres.models import SRModel
 from superres.weights import zoo
 
@@ -107,6 +108,8 @@ def decode_pixels(
     net: SRModel | None,
     *,
     device: str | torch.device | None = None,
+    tile: int | None = None,
+    progress: Progress | None = None,
 ) -> np.ndarray:
     """Decode a payload and restore it to the original size, as :func:`decompress` does.
 
@@ -115,6 +118,7 @@ def decode_pixels(
         net: The file's restorer (:func:`choose_restorer` or
             :func:`superres.codec.models.load_restorer`); None for Lanczos.
         device: Where ``net`` runs (None: its own device).
+        tile, progress: As for :func:`restore`.
 
     Returns:
         ``H x W x C`` uint8 at the header's original size.
@@ -125,7 +129,8 @@ def decode_pixels(
     lr = get_codec(header.codec_id).decode(payload, header.lr_size, channels=header.channels)
     if header.scale == 1:
         return lr
-    return restore(lr, header.scale, (header.height, header.width), net, device=device)
+    size = (header.height, header.width)
+    return restore(lr, header.scale, size, net, device=device, tile=tile, progress=progress)
 
 
 def restore(
@@ -135,17 +140,22 @@ def restore(
     net: SRModel | None,
     *,
     device: str | torch.device | None = None,
+    tile: int | None = None,
+    progress: Progress | None = None,
 ) -> np.ndarray:
     """Upscale a decoded ``lr`` (``h x w x C`` uint8) ``scale`` times with ``net`` (None:
     Lanczos) and crop the padding off to ``size`` = ``(H, W)``; ``device`` is where ``net``
-    runs (None: its own device)."""
+    runs (None: its own device), ``tile`` its LR tile side (None: the engine's plan; the
+    restorers tile exactly, so the pixels do not depend on it) and ``progress`` a
+    ``callback(done_tiles, total_tiles)`` called between tiles (an exception it raises
+    stops the restoration: how the web service cancels a job past its deadline)."""
     lr_h, lr_w, channels = lr.shape
     if net is None:
         im = PILImage.fromarray(lr[:, :, 0] if channels == 1 else lr)
         sr = np.asarray(im.resize((lr_w * scale, lr_h * scale), PILImage.Resampling.LANCZOS))
         sr = sr.reshape(lr_h * scale, lr_w * scale, channels)
     else:
-        sr, _ = engine.upscale_array(lr, net, device=device)
+        sr, _ = engine.upscale_array(lr, net, device=device, tile=tile, progress=progress)
     return np.ascontiguousarray(sr[: size[0], : size[1]])
 
 
@@ -154,10 +164,13 @@ def decode_contents(
     net: SRModel | None,
     *,
     device: str | torch.device | None = None,
+    tile: int | None = None,
+    progress: Progress | None = None,
 ) -> np.ndarray:
     """Decode a parsed file to original-size pixels, as :func:`decompress` does: the base
     layer (:func:`decode_pixels`) plus, in a file with a region of interest, the
-    enhancement layer on the mask (:mod:`superres.codec.roi`).
+    enhancement layer on the mask (:mod:`superres.codec.roi`). ``tile`` and ``progress``
+    as for :func:`restore`.
 
     The mask and the enhancement are checked and decoded before the base is restored, so a
     bad one costs no network run.
@@ -175,7 +188,9 @@ def decode_contents(
         enhancement = roi.decode_enhancement(
             get_codec(header.codec_id), body, layers, header.channels
         )
-    pixels = decode_pixels(header, contents.payload, net, device=device)
+    pixels = decode_pixels(
+        header, contents.payload, net, device=device, tile=tile, progress=progress
+    )
     if layers is None:
         return pixels
     return roi.apply_enhancement(pixels, enhancement, layers)

@@ -251,7 +251,8 @@ def compress_job(
         context.check()
         result = codec.compress_detailed(
             image, codec=codec_name, quality=quality, target_bpp=target_bpp,
-            scale=chosen_scale, model=model, device=settings.device,
+            scale=chosen_scale, model=model, device=settings.device, tile=settings.tile,
+            progress=context.progress,
         )  # fmt: skip
         headers = {
             "X-Superres-Codec": result.codec,
@@ -263,7 +264,8 @@ def compress_job(
         }
         if psnr:
             context.check()
-            restored = codec.decompress(result.data, device=settings.device)
+            restored = codec.decompress(result.data, device=settings.device,
+                                        tile=settings.tile, progress=context.progress)  # fmt: skip
             value = psnr_rgb(restored.pixels, codec.prepare(image)[0])
             headers["X-Superres-PSNR"] = "inf" if math.isinf(value) else f"{value:.2f}"
         headers["X-Superres-Time-Ms"] = _elapsed_ms(start)
@@ -282,7 +284,8 @@ def decompress_job(data: bytes, settings: Settings, *, fmt: str) -> Callable[[Jo
 
     def run(context: JobContext) -> Output:
         start = time.perf_counter()
-        image = codec.decompress(data, device=settings.device)
+        image = codec.decompress(data, device=settings.device, tile=settings.tile,
+                                 progress=context.progress)  # fmt: skip
         context.check()
         out = io.encode_image(image, pil_format)
         h, w = image.pixels.shape[:2]

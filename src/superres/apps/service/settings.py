@@ -32,7 +32,8 @@ class Settings:
         max_upload_mb: Largest request body in MiB (413 beyond it, before it is read in full).
         max_pixels: Largest input width x height (413 beyond it, from the file's header).
         timeout: Seconds a job may take from its arrival, queueing included (504 beyond it;
-            an upscale is cancelled between tiles).
+            the job is cancelled between the tiles of its network runs: an upscale, or the
+            restorations of a compression or decompression).
         models: The model names offered (empty: every shipped tier and the parameter-free
             baselines). Only names: the service never opens a path a client sends.
         default_model: The model an upscale without ``model`` runs (None: the library's
@@ -41,8 +42,8 @@ class Settings:
         threads: Torch CPU threads per worker (None: the cores divided among the workers, so
             that busy workers do not oversubscribe them).
         device: Torch device for inference (None: automatic).
-        tile: Tile size in input pixels (None: automatic). Smaller tiles let a job over the
-            timeout stop sooner.
+        tile: Tile size in input pixels (None: automatic) of upscales and of the codec's
+            restorations. Smaller tiles let a job over the timeout stop sooner.
         max_pending: Upload requests held at once (reading, queued or running); beyond it a
             request is answered 429 before its body is read. None: twice ``workers +
             max_queue``. Bounds the memory held by request bodies.
