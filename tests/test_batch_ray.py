@@ -302,3 +302,40 @@ def test_batch_actors_run_with_one_malloc_arena(ray_session, monkeypatch):
     assert worker_env() == {"env_vars": {"MALLOC_ARENA_MAX": "1"}}
     monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
     assert worker_env() == {"env_vars": {"MALLOC_ARENA_MAX": "4"}}
+
+
+def _rd_folder(root: Path) -> Path:
+    """Two 176 x 168 photos-like crops (MS-SSIM needs 161 pixels a side)."""
+    folder = root / "rd"
+    folder.mkdir()
+    rng = np.random.default_rng(11)
+    for i in range(2):
+        smooth = rng.integers(0, 256, (22, 21, 3), dtype=np.uint8)
+        image = Image.fromarray(smooth).resize((176, 168), Image.Resampling.BICUBIC)
+        image.save(folder / f"crop{i}.png")
+    return folder
+
+
+def test_rd_engine_ray_gives_the_local_curves(ray_session, tmp_path, capsys):
+    """Bits per pixel equal the local measurement's and PSNR and MS-SSIM agree to float
+    rounding (the workers' torch reductions run on another number of threads); only the
+    timings are the workers' own."""
+    from superres.apps.batch import Cluster, rd_curves
+    from superres.codec import rd
+
+    folder = _rd_folder(tmp_path)
+    configs = [(1, None), (2, "fast")]
+    remote = rd_curves(folder, "jpeg", configs, (30, 70), cluster=Cluster(workers=2))
+    images = rd.load_images(folder)
+    local = [rd.rd_curve(images, "jpeg", s, (30, 70), model=m) for s, m in configs]
+    assert [c.name for c in remote] == [c.name for c in local]
+    for mine, theirs in zip(remote, local, strict=True):
+        assert mine.column("bpp") == theirs.column("bpp")
+        for field in ("psnr", "ms_ssim"):
+            assert mine.column(field) == pytest.approx(theirs.column(field), rel=1e-12)
+    command = ["rd", "--data", str(folder), "--scales", "1,2", "--models", "fast",
+               "--qualities", "30,70", "--engine", "ray", "--workers", "2", "-q"]  # fmt: skip
+    assert main(command) == 0
+    assert "jpeg x2 + fast" in capsys.readouterr().out
+    assert main(["rd", "--data", str(folder), "--roi", "auto", "--engine", "ray"]) == 2
+    assert "--roi runs with --engine local" in capsys.readouterr().err

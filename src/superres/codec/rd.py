@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from superres.codec import api, container, models, pipeline
-from superres.codec.base import get_codec
+from superres.codec.base import Codec, get_codec
 from superres.core import io, regions
 from superres.core.metrics import ms_ssim, psnr_rgb
 from superres.errors import ConfigError
@@ -41,8 +41,11 @@ __all__ = [
     "Curve",
     "RDPoint",
     "bd_rate",
+    "check_images",
+    "curve_from_rows",
     "default_qualities",
     "load_images",
+    "measure_image",
     "pareto_front",
     "psnr_regions",
     "rd_curve",
@@ -190,43 +193,83 @@ def rd_curve(
         chosen.check_quality(q)
     if not images:
         raise ConfigError("no images to measure")
-    _check_images(images, masks)
+    check_images(images, masks)
     restorer = pipeline.choose_restorer(model if scale > 1 else None, scale)
-    rows = np.zeros((len(qualities), 7))  # bpp, psnr, ms-ssim, enc, dec time, psnr in/out
-    total, done = len(images) * len(qualities), 0
+    rows = np.zeros((len(qualities), ROW_FIELDS))
+    total = len(images) * len(qualities)
     for k, (_, pixels) in enumerate(images):
-        h, w, channels = pixels.shape
-        header = container.Header(
-            width=w, height=h, channels=channels, scale=scale, codec_id=chosen.codec_id,
-            model_id=models.model_id(restorer.name), model_hash=restorer.hash,
-        )  # fmt: skip
-        start = time.perf_counter()
-        lr = pipeline.downscale(pixels, scale)
-        downscale_time = time.perf_counter() - start
-        for i, q in enumerate(qualities):
-            start = time.perf_counter()
-            data = container.pack(header, chosen.encode(lr, q))
-            encoded = time.perf_counter()
-            parsed, payload, _, _ = container.unpack(data, max_pixels=h * w)
-            decoded = pipeline.decode_pixels(parsed, payload, restorer.net)
-            finished = time.perf_counter()
-            inside = psnr_regions(decoded, pixels, masks[k]) if masks else (0.0, 0.0)
-            rows[i] += (
-                len(data) * 8 / (h * w),
-                psnr_rgb(decoded, pixels),
-                ms_ssim(decoded, pixels),
-                encoded - start + downscale_time,
-                finished - encoded,
-                *inside,
-            )
-            done += 1
+
+        def step(i: int, k: int = k) -> None:
             if progress is not None:
-                progress(done, total)
-    rows /= len(images)
-    points = tuple(
-        _point(q, row, masks is not None) for q, row in zip(qualities, rows, strict=True)
-    )
-    return Curve(chosen.name, scale, restorer.name, points)
+                progress(k * len(qualities) + i, total)
+
+        rows += measure_image(pixels, chosen, scale, qualities, restorer,
+                              None if masks is None else masks[k], step)  # fmt: skip
+    return curve_from_rows(chosen.name, scale, restorer.name, qualities, rows / len(images),
+                           masks is not None)  # fmt: skip
+
+
+#: Columns of :func:`measure_image`'s rows: bpp, PSNR-RGB, MS-SSIM, encoding and decoding
+#: seconds, PSNR-RGB inside and outside the region of interest (0 without one).
+ROW_FIELDS = 7
+
+
+def measure_image(
+    pixels: np.ndarray,
+    codec: Codec,
+    scale: int,
+    qualities: Sequence[int],
+    restorer: pipeline.Restorer,
+    mask: np.ndarray | None = None,
+    step: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """One image's contribution to :func:`rd_curve`: a ``len(qualities) x`` :data:`ROW_FIELDS`
+    array, one row per quality (``.srz`` encoded at ``scale``, decoded and restored by
+    ``restorer``); ``step(i)`` is called after quality ``i`` (1-based). :func:`rd_curve`
+    averages these rows over the images, so a caller that measures images elsewhere (the
+    Ray engine) gets the same curve from :func:`curve_from_rows`."""
+    h, w, channels = pixels.shape
+    header = container.Header(
+        width=w, height=h, channels=channels, scale=scale, codec_id=codec.codec_id,
+        model_id=models.model_id(restorer.name), model_hash=restorer.hash,
+    )  # fmt: skip
+    rows = np.zeros((len(qualities), ROW_FIELDS))
+    start = time.perf_counter()
+    lr = pipeline.downscale(pixels, scale)
+    downscale_time = time.perf_counter() - start
+    for i, q in enumerate(qualities):
+        start = time.perf_counter()
+        data = container.pack(header, codec.encode(lr, q))
+        encoded = time.perf_counter()
+        parsed, payload, _, _ = container.unpack(data, max_pixels=h * w)
+        decoded = pipeline.decode_pixels(parsed, payload, restorer.net)
+        finished = time.perf_counter()
+        inside = psnr_regions(decoded, pixels, mask) if mask is not None else (0.0, 0.0)
+        rows[i] = (
+            len(data) * 8 / (h * w),
+            psnr_rgb(decoded, pixels),
+            ms_ssim(decoded, pixels),
+            encoded - start + downscale_time,
+            finished - encoded,
+            *inside,
+        )
+        if step is not None:
+            step(i + 1)
+    return rows
+
+
+def curve_from_rows(
+    codec: str,
+    scale: int,
+    restorer: str,
+    qualities: Sequence[int],
+    rows: np.ndarray,
+    regional: bool,
+) -> Curve:
+    """The :class:`Curve` of the image-averaged rows of :func:`measure_image` (``regional``:
+    the points carry the PSNR inside and outside the region of interest)."""
+    points = tuple(_point(q, row, regional) for q, row in zip(qualities, rows, strict=True))
+    return Curve(codec, scale, restorer, points)
 
 
 def roi_curve(
@@ -259,7 +302,7 @@ def roi_curve(
     chosen = get_codec(codec)
     if not targets or any(not (isinstance(t, (int, float)) and t > 0) for t in targets):
         raise ConfigError(f"targets must be positive bpps, got {list(targets)!r}")
-    _check_images(images, masks)
+    check_images(images, masks)
     restorer = pipeline.choose_restorer(model if scale > 1 else None, scale)
     rows = np.zeros((len(targets), 8))  # ... as rd_curve, and the base quality
     total, done = len(images) * len(targets), 0
@@ -296,9 +339,15 @@ def roi_curve(
     return Curve(chosen.name, scale, restorer.name, points, roi=True)
 
 
-def _check_images(
+def check_images(
     images: Sequence[tuple[str, np.ndarray]], masks: Sequence[np.ndarray] | None
 ) -> None:
+    """What :func:`rd_curve` refuses before it measures anything: no images, an image under
+    161 pixels a side (MS-SSIM's five scales), masks that do not match the images.
+
+    Raises:
+        ConfigError: one of those (a ``ValueError``), naming the image.
+    """
     if not images:
         raise ConfigError("no images to measure")
     for image_name, pixels in images:

@@ -1,6 +1,8 @@
-"""Batch upscaling and evaluation on Ray (the ``ray`` extra): the driver plans and reports,
-a pool of Ray Data actors, each holding the model once, does the work through the same file
-API as the local engine (:func:`superres.api.run_jobs`), so outputs are byte-identical.
+"""Batch upscaling, evaluation and rate-distortion curves on Ray (the ``ray`` extra): the
+driver plans and reports, a pool of Ray Data actors, each holding the model once, does the
+work through the same code as the local engine (:func:`superres.api.run_jobs`,
+:func:`superres.evaluation.evaluate_folder`, :func:`superres.codec.rd.measure_image`), so
+outputs are byte-identical and scores equal.
 
 ::
 
@@ -24,6 +26,7 @@ from superres.apps.batch.cluster import (
     session,
 )
 from superres.apps.batch.evaluate import evaluate_folders
+from superres.apps.batch.rd import rd_curves
 from superres.apps.batch.upscale import upscale_jobs
 
 __all__ = [
@@ -33,6 +36,7 @@ __all__ = [
     "evaluate_folders",
     "import_ray",
     "ray_installed",
+    "rd_curves",
     "session",
     "upscale_jobs",
 ]

@@ -1,6 +1,6 @@
-"""The ``--engine`` options that ``upscale`` and ``eval`` share: ``local`` (this process, the
-default) or ``ray`` (a pool of Ray actors, :mod:`superres.apps.batch`), with ``--address``,
-``--workers`` and ``--threads-per-worker`` for Ray."""
+"""The ``--engine`` options that ``upscale``, ``eval`` and ``rd`` share: ``local`` (this
+process, the default) or ``ray`` (a pool of Ray actors, :mod:`superres.apps.batch`), with
+``--address``, ``--workers`` and ``--threads-per-worker`` for Ray."""
 
 from __future__ import annotations
 
@@ -63,6 +63,6 @@ def ray_cluster(args: argparse.Namespace) -> Cluster | None:
     if not ray_installed():
         raise UsageError(f"--engine ray needs the optional 'ray' extra ({INSTALL_HINT})")
     threads = args.threads_per_worker or args.threads or 1
-    gpus = 1.0 if str(args.device or "").startswith("cuda") else 0.0
+    gpus = 1.0 if str(getattr(args, "device", None) or "").startswith("cuda") else 0.0
     return Cluster(address=args.address, workers=args.workers, threads_per_worker=threads,
                    gpus_per_worker=gpus)  # fmt: skip

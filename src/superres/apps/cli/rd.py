@@ -8,6 +8,7 @@ from pathlib import Path
 
 from superres.apps.cli.common import EXIT_OK, UsageError, add_threads, progress_enabled
 from superres.apps.cli.compress import CodecChoices, roi_weight_arg
+from superres.apps.cli.engines import add_engine_options, ray_cluster
 
 __all__ = ["add_parser", "run"]
 
@@ -16,6 +17,7 @@ examples:
   superres rd --data Kodak24 --codec jpeg --scales 1,2 --json rd.json --plot rd.png
   superres rd --data Kodak24 --codec webp --scales 2,4 --models codec,lanczos --bpp-window 0.1,0.3
   superres rd --data Kodak24 --codec jpeg --scales 2 --roi centre.png --roi-bpp 0.25 --json roi.json
+  superres rd --data Kodak24 --codec jpeg --scales 1,2,4 --engine ray --workers 2
 """
 
 
@@ -97,6 +99,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     rdp.add_argument("--plot", type=Path, default=None, metavar="FILE",
                      help="write a PSNR-bpp plot (.png/.svg/.pdf; needs matplotlib)")  # fmt: skip
     add_threads(rdp)
+    add_engine_options(rdp)
     rdp.add_argument("--quiet", "-q", action="store_true",
                      help="no progress bars (drawn only when stderr is a terminal)")  # fmt: skip
     rdp.set_defaults(func=run)
@@ -110,7 +113,11 @@ def run(args: argparse.Namespace) -> int:
     from superres.core.io import atomic_write_bytes
     from superres.inference import engine
 
-    engine.set_threads(args.threads)
+    cluster = ray_cluster(args)
+    if cluster is not None and args.roi is not None:
+        raise UsageError("--roi runs with --engine local (its layer search is not distributed)")
+    if cluster is None:
+        engine.set_threads(args.threads)
     if not Path(args.data).is_dir():
         raise UsageError(f"{args.data}: not a folder")
     if any(s not in (1, 2, 3, 4) for s in args.scales) or not args.scales:
@@ -127,8 +134,26 @@ def run(args: argparse.Namespace) -> int:
     masks = None if args.roi is None else rd.roi_masks(images, args.roi)  # before any work
     model_names = args.models.split(",") if args.models else [None]
     curves = []
-    for scale in sorted(set(args.scales)):
-        for model in model_names if scale > 1 else [None]:
+    configs = [(s, m) for s in sorted(set(args.scales)) for m in (model_names if s > 1 else [None])]
+    if cluster is not None:
+        from superres.apps.batch import rd_curves
+
+        bar = tqdm(desc=f"{args.codec}, {len(configs)} curves", unit="image", leave=False,
+                   disable=not progress_enabled(args.quiet))  # fmt: skip
+
+        def items(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        try:
+            curves = rd_curves(args.data, args.codec, configs, args.qualities, cluster=cluster,
+                               progress=items)  # fmt: skip
+        except ValueError as err:
+            raise UsageError(" ".join(str(err).split())) from None
+        finally:
+            bar.close()
+    else:
+        for scale, model in configs:
             label = f"{args.codec} x{scale}" + (f" + {model}" if model and scale > 1 else "")
             bar = tqdm(
                 desc=label, unit="enc", leave=False, disable=not progress_enabled(args.quiet)
