@@ -43,6 +43,7 @@ __all__ = [
     "bd_rate",
     "check_images",
     "curve_from_rows",
+    "curve_settings",
     "default_qualities",
     "load_images",
     "measure_image",
@@ -187,12 +188,7 @@ def rd_curve(
             image smaller than 161 pixels a side (MS-SSIM's five scales); checked before
             anything is measured. All are ``ValueError`` s.
     """
-    chosen = get_codec(codec)
-    qualities = tuple(qualities or default_qualities(chosen.name))
-    for q in qualities:
-        chosen.check_quality(q)
-    if not images:
-        raise ConfigError("no images to measure")
+    chosen, qualities = curve_settings(codec, qualities)
     check_images(images, masks)
     restorer = pipeline.choose_restorer(model if scale > 1 else None, scale)
     rows = np.zeros((len(qualities), ROW_FIELDS))
@@ -337,6 +333,19 @@ def roi_curve(
         for t, row in zip(targets, rows, strict=True)
     )
     return Curve(chosen.name, scale, restorer.name, points, roi=True)
+
+
+def curve_settings(codec: str, qualities: Sequence[int] | None) -> tuple[Codec, tuple[int, ...]]:
+    """The codec of a curve and its qualities (None: :func:`default_qualities`), checked.
+
+    Raises:
+        ConfigError: an unknown codec or a quality out of its range (``ValueError`` s).
+    """
+    chosen = get_codec(codec)
+    qualities = tuple(qualities or default_qualities(chosen.name))
+    for q in qualities:
+        chosen.check_quality(q)
+    return chosen, qualities
 
 
 def check_images(

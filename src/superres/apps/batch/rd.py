@@ -86,6 +86,7 @@ def rd_curves(
     configurations: Sequence[tuple[int, str | None]],
     qualities: Sequence[int] | None = None,
     *,
+    images: Sequence[tuple[str, np.ndarray]] | None = None,
     roi: str | None = None,
     cluster: Cluster | None = None,
     progress: Callable[[int, int], None] | None = None,
@@ -96,6 +97,9 @@ def rd_curves(
     Args:
         folder: Folder of images (as ``superres rd --data``).
         codec, qualities: As for :func:`~superres.codec.rd.rd_curve`.
+        images: The folder's images if the caller has read them already
+            (:func:`~superres.codec.rd.load_images`): they are checked on the driver, and
+            read here when not given.
         configurations: ``(scale, restorer name or None)`` per curve (the model is ignored
             at scale 1, as locally).
         roi: A mask file path or ``"auto"``: the points also get PSNR inside and outside it.
@@ -109,14 +113,12 @@ def rd_curves(
         SuperresError: an image that failed on a worker (one line naming it).
     """
     from superres.codec import pipeline, rd
-    from superres.codec.base import get_codec
+    from superres.core.degrade import list_images
 
-    chosen = get_codec(codec)
-    qualities = tuple(qualities or rd.default_qualities(chosen.name))
-    for q in qualities:
-        chosen.check_quality(q)
-    paths = _image_paths(folder)
-    images = rd.load_images(folder)  # read once here: a bad or small image fails before Ray
+    chosen, qualities = rd.curve_settings(codec, qualities)
+    paths = list(list_images(folder))
+    if images is None:  # read on the driver too: a bad or small image fails before Ray
+        images = rd.load_images(folder)
     rd.check_images(images, None if roi is None else rd.roi_masks(images, roi))
     configs = [(int(s), None if s == 1 else m) for s, m in configurations]
     names = [pipeline.choose_restorer(m, s).name for s, m in configs]  # unknown models now
@@ -149,9 +151,3 @@ def rd_curves(
         curves.append(rd.curve_from_rows(chosen.name, s, name, qualities, total / len(paths),
                                          roi is not None))  # fmt: skip
     return curves
-
-
-def _image_paths(folder: str | os.PathLike[str]) -> list[Path]:
-    from superres.core.degrade import list_images
-
-    return list(list_images(folder))
