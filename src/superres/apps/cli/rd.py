@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from superres.apps.cli.common import EXIT_OK, UsageError, add_threads, progress_enabled
 from superres.apps.cli.compress import CodecChoices, roi_weight_arg
@@ -64,6 +66,16 @@ def _window(text: str) -> tuple[float, float]:
     if not 0 <= low < high:
         raise argparse.ArgumentTypeError(f"expected 0 <= LOW < HIGH, got '{text}'")
     return low, high
+
+
+def _follow(bar: Any) -> Callable[[int, int], None]:
+    """A ``callback(done, total)`` that moves the tqdm ``bar`` to ``done`` of ``total``."""
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    return progress
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -140,14 +152,9 @@ def run(args: argparse.Namespace) -> int:
 
         bar = tqdm(desc=f"{args.codec}, {len(configs)} curves", unit="image", leave=False,
                    disable=not progress_enabled(args.quiet))  # fmt: skip
-
-        def items(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
-
         try:
-            curves = rd_curves(args.data, args.codec, configs, args.qualities, cluster=cluster,
-                               progress=items)  # fmt: skip
+            curves = rd_curves(args.data, args.codec, configs, args.qualities, images=images,
+                               cluster=cluster, progress=_follow(bar))  # fmt: skip
         except ValueError as err:
             raise UsageError(" ".join(str(err).split())) from None
         finally:
@@ -158,14 +165,9 @@ def run(args: argparse.Namespace) -> int:
             bar = tqdm(
                 desc=label, unit="enc", leave=False, disable=not progress_enabled(args.quiet)
             )
-
-            def progress(done: int, total: int, bar: tqdm = bar) -> None:
-                bar.total = total
-                bar.update(done - bar.n)
-
             try:
                 curves.append(rd.rd_curve(images, args.codec, scale, args.qualities,
-                                          model=model, progress=progress,
+                                          model=model, progress=_follow(bar),
                                           masks=masks))  # fmt: skip
             except ValueError as err:
                 raise UsageError(" ".join(str(err).split())) from None
@@ -180,16 +182,11 @@ def run(args: argparse.Namespace) -> int:
         for curve in [c for c in curves if c.scale == 1 or c.model == primary]:
             bar = tqdm(desc=f"{curve.name}, ROI layer", unit="file", leave=False,
                        disable=not progress_enabled(args.quiet))  # fmt: skip
-
-            def progress(done: int, total: int, bar: tqdm = bar) -> None:
-                bar.total = total
-                bar.update(done - bar.n)
-
             try:
                 roi_curves.append(rd.roi_curve(
                     images, args.codec, curve.scale, args.roi_bpp, masks,
                     model=curve.model if curve.scale > 1 else None, roi_weight=weight,
-                    progress=progress,
+                    progress=_follow(bar),
                 ))  # fmt: skip
             finally:
                 bar.close()
