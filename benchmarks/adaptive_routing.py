@@ -82,11 +82,11 @@ def loss_and_share(records: list[dict], scores: list[np.ndarray], threshold: flo
     losses, shares, areas = [], [], []
     for r, s in zip(records, scores, strict=True):
         hard = s > threshold
-        tile_px = (r["fast"].shape[0] // hard.shape[0]) ** 2
-        sse = np.where(hard, r["eq"], r["ef"]).sum() * tile_px + r["rest_q"]
+        side = r["fast"].shape[0] // hard.shape[0]  # HR pixels of a tile's side
+        sse = np.where(hard, r["eq"], r["ef"]).sum() * side * side + r["rest_q"]
         losses.append(10 * np.log10(sse / r["sse_q"]))
         shares.append(hard.mean())
-        t = int(round(np.sqrt(tile_px))) // SCALE
+        t = side // SCALE
         covered = 0
         for row in hard:
             padded = np.concatenate([[False], row, [False]]).astype(np.int8)
