@@ -110,6 +110,24 @@ def test_config_validation_and_overrides(tmp_path, folders):
     assert example.data.val is not None and len(example.data.train) == 2
 
 
+BENCHMARK_FOLDERS = {"Set5", "Set14", "BSD100", "Kodak24", "Urban100", "Manga109"}
+
+
+@pytest.mark.parametrize("config", sorted(p.name for p in (REPO / "configs").glob("*.yaml")))
+def test_every_config_is_valid_and_trains_on_training_folders_only(config):
+    cfg = load_config(REPO / "configs" / config)
+    folders = {Path(p).name for p in cfg.data.train}
+    assert folders and not folders & BENCHMARK_FOLDERS, f"{config} trains on {folders}"
+    assert cfg.data.val is None or Path(cfg.data.val).name in BENCHMARK_FOLDERS | folders
+    if not config.startswith("example"):  # tools/ship_model.py finds a stage's config by it
+        assert Path(cfg.output) == Path("runs") / Path(config).stem
+    if cfg.init_from is not None:  # a shipped file, or another config's run folder
+        init = Path(cfg.init_from)
+        assert (REPO / init).is_file() or (
+            init.parts[0] == "runs" and (REPO / "configs" / f"{init.parts[1]}.yaml").is_file()
+        ), f"{config}: init_from {init} is neither shipped nor a configured run"
+
+
 def test_schedules_and_losses(tmp_path, folders):
     cfg = config_from_dict(base_config(folders, tmp_path, iterations=101, optim__lr=1.0,
                                        schedule={"warmup": 4, "min_lr": 0.1}))  # fmt: skip
