@@ -111,6 +111,18 @@ def test_architecture_without_weights_is_explained(tmp_path, capsys):
     assert "without shipped weights" in capsys.readouterr().err
 
 
+def test_a_package_warning_is_one_line(tmp_path, capsys):
+    src = make_image(tmp_path / "in.png", size=(40, 32))
+    argv = ["upscale", str(src), "-o", str(tmp_path / "out.png"), "-m", "quality", "-s", "2"]
+    assert main([*argv, "--tile", "8", "-q"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("superres: warning: tile 8 is small"), err
+    assert main([*argv, "--tile", "8", "-q", "--overwrite"]) == 0  # again in this process
+    assert capsys.readouterr().err == err
+    assert main([*argv, "-q", "--overwrite"]) == 0
+    assert capsys.readouterr().err == ""
+
+
 def test_upscale_with_a_checkpoint_path(tmp_path):
     import torch
 

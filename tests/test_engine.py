@@ -177,6 +177,25 @@ def test_automatic_tile_is_whole_small_image_and_bounded_for_large() -> None:
     assert tile < engine.default_tile(model, "cpu")
 
 
+def test_tiles_much_smaller_than_the_context_warn() -> None:
+    from superres.errors import SlowTileWarning
+
+    model = build("lafn", 4)  # receptive field 63: 8-pixel tiles compute mostly context
+    x = torch.rand(1, 3, 40, 40)
+    with pytest.warns(SlowTileWarning, match=r"tile 8 is small .* 63 pixels of context") as got:
+        small = engine.upscale_tensor(x, model, tile=8)
+    work = float(str(got[0].message).split("computes ")[1].split("x")[0])
+    rows = plan.Axis.plan(40, 8, engine.default_overlap(model), 63, 4)
+    assert work == pytest.approx((loop.input_pixels(rows) / 40) ** 2, abs=0.5) and work > 8
+    assert torch.allclose(small, engine.upscale_tensor(x, model, tile=0), atol=1e-5)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SlowTileWarning)  # cheap tilings stay silent
+        engine.upscale_tensor(x, model, tile=24)  # 40 wide: two tiles, each mostly the image
+        engine.upscale_tensor(torch.rand(1, 3, 64, 64), build("espcn", 4), tile=8)  # context 4
+
+
 def test_bad_arguments() -> None:
     model = build("espcn", 2)
     px = np.zeros((8, 8, 3), np.uint8)

@@ -27,7 +27,9 @@ __all__ = [
     "DeviceError",
     "FolderError",
     "ImageError",
+    "SlowTileWarning",
     "SuperresError",
+    "SuperresWarning",
     "TrainingError",
     "one_line",
     "read_problem",
@@ -96,3 +98,11 @@ class TrainingError(SuperresError, RuntimeError):
 class DeviceError(SuperresError, RuntimeError, ValueError):
     """A device that was asked for is unknown (a ``ValueError``) or not available on this
     machine (a ``RuntimeError``)."""
+
+
+class SuperresWarning(UserWarning):
+    """Base of the warnings this package gives (the CLI prints them as one line)."""
+
+
+class SlowTileWarning(SuperresWarning):
+    """A tile size so small for the model's context that most of the work is context."""

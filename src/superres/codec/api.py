@@ -42,7 +42,7 @@ from superres.codec.base import Codec, ContainerError, get_codec
 from superres.codec.pipeline import downscale, restore  # noqa: F401  (importable from here too)
 from superres.core import io, regions
 from superres.core.metrics import psnr_rgb
-from superres.errors import ConfigError, DeviceError
+from superres.errors import ConfigError, DeviceError, SuperresWarning
 from superres.inference import engine
 from superres.inference.loop import Progress
 
@@ -72,7 +72,7 @@ ImageInput = io.Image | PILImage.Image | np.ndarray
 RoiInput = regions.MaskSource | Literal["auto"]
 
 
-class TargetBitrateWarning(UserWarning):
+class TargetBitrateWarning(SuperresWarning):
     """``target_bpp`` is below what the lowest quality gives and ``allow_over`` was given:
     the lowest quality was used."""
 

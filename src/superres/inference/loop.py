@@ -14,13 +14,14 @@ and restored afterwards.
 from __future__ import annotations
 
 import threading
+import warnings
 import weakref
 from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
 
-from superres.errors import ConfigError
+from superres.errors import ConfigError, SlowTileWarning
 from superres.inference.device import tune_cpu_allocator
 from superres.inference.plan import (
     Axis,
@@ -47,6 +48,8 @@ Progress = Callable[[int, int], None]
 
 #: An out-of-memory tile is halved until its pieces are this many pixels beyond the context.
 MIN_SPLIT = 8
+#: Model input over image pixels above which a tile size is reported as slow.
+SLOW_TILE_WORK = 8.0
 #: Modules whose weights were converted to channels-last by the CPU path.
 _channels_last: weakref.WeakSet[nn.Module] = weakref.WeakSet()
 _channels_last_lock = threading.Lock()
@@ -193,6 +196,25 @@ def run_model_or_split(model: SRModel, x: Tensor, cap: list[int], ensemble: bool
     return torch.cat([first, second], dim=dim)
 
 
+def input_pixels(axis: Axis) -> int:
+    """LR pixels the model reads along ``axis``, context and overlaps included."""
+    return sum(b - a for a, b in map(axis.input_span, range(axis.count)))
+
+
+def _check_work(rows: Axis, cols: Axis, tile: int, context: int) -> None:
+    """Warn when the tiles' inputs add up to many times the image (tiny tiles around a
+    wide context: each tile computes mostly the context it shares with its neighbours)."""
+    work = input_pixels(rows) * input_pixels(cols) / (rows.length * cols.length)
+    if work > SLOW_TILE_WORK:
+        warnings.warn(
+            f"tile {tile} is small for this model (it reads {context} pixels of context around "
+            f"each tile), so it computes {work:.0f}x the image's pixels; a larger tile, or none, "
+            "is much faster",
+            SlowTileWarning,
+            stacklevel=3,
+        )
+
+
 def tile_loop(
     model: SRModel,
     fetch: Callable[[int, int, int, int], Tensor],
@@ -217,6 +239,7 @@ def tile_loop(
     context = model_context(model)
     rows = Axis.plan(h, tile, overlap, context, s)
     cols = Axis.plan(w, tile, overlap, context, s)
+    _check_work(rows, cols, tile, context)
     row_weights = [t.to(device) for t in rows.weights()]
     col_weights = [t.to(device) for t in cols.weights()]
     total = rows.count * cols.count

@@ -12,7 +12,6 @@ from superres.apps.cli.common import (
     add_threads,
     error,
     positive_float,
-    warning,
 )
 
 __all__ = ["CodecChoices", "add_parser", "roi_weight_arg", "run"]
@@ -121,8 +120,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    import warnings
-
     from superres import codec
     from superres.errors import SuperresError
     from superres.inference import engine
@@ -139,27 +136,23 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--roi-weight goes with --roi")
     roi_weight = codec.ROI_WEIGHT if args.roi_weight is None else args.roi_weight
     engine.set_threads(args.threads)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", codec.TargetBitrateWarning)
-        try:
-            result = codec.compress_file(
-                args.input, args.output, codec=args.codec, quality=args.quality,
-                target_bpp=args.target_bpp, scale=args.scale, model=args.model,
-                subsampling=args.subsampling, overwrite=args.overwrite,
-                allow_over=args.allow_over, device=args.device, roi=args.roi,
-                roi_weight=roi_weight,
-            )  # fmt: skip
-        except codec.TargetBitrateError as err:
-            error(f"{err} (--allow-over writes it anyway)")
-            return EXIT_FAILED
-        except SuperresError:
-            raise  # main prints it as one line
-        except ValueError as err:  # anything else about these settings for this image
-            error(f"{args.input}: {err}")
-            return EXIT_FAILED
-    for caught_warning in caught:
-        if issubclass(caught_warning.category, codec.TargetBitrateWarning):
-            warning(caught_warning.message)
+    # a TargetBitrateWarning (with --allow-over) prints as one line: see main
+    try:
+        result = codec.compress_file(
+            args.input, args.output, codec=args.codec, quality=args.quality,
+            target_bpp=args.target_bpp, scale=args.scale, model=args.model,
+            subsampling=args.subsampling, overwrite=args.overwrite,
+            allow_over=args.allow_over, device=args.device, roi=args.roi,
+            roi_weight=roi_weight,
+        )  # fmt: skip
+    except codec.TargetBitrateError as err:
+        error(f"{err} (--allow-over writes it anyway)")
+        return EXIT_FAILED
+    except SuperresError:
+        raise  # main prints it as one line
+    except ValueError as err:  # anything else about these settings for this image
+        error(f"{args.input}: {err}")
+        return EXIT_FAILED
     if not args.quiet:
         model = f", restored by {result.model}" if result.scale > 1 else ""
         region = ""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
 
 from superres import __version__
@@ -30,7 +31,14 @@ from superres.apps.cli import (
     video,
 )
 from superres.apps.cli import eval as evaluate
-from superres.apps.cli.common import EXIT_FAILED, EXIT_USAGE, Parser, UsageError, error
+from superres.apps.cli.common import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    Parser,
+    UsageError,
+    error,
+    warning,
+)
 
 __all__ = ["build_parser", "main"]
 
@@ -66,12 +74,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit status."""
-    from superres.errors import SuperresError
+    """Run the CLI; returns the exit status. The package's own warnings print as one
+    ``superres: warning:`` line each (once per message), others as Python prints them."""
+    from superres.errors import SuperresError, SuperresWarning
 
     try:
-        args = build_parser().parse_args(argv)
-        return args.func(args)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", SuperresWarning)  # every call, deduplicated below
+            show, shown = warnings.showwarning, set()
+
+            def one_line(message, category, filename, lineno, file=None, line=None):
+                if issubclass(category, SuperresWarning):
+                    if str(message) not in shown:
+                        shown.add(str(message))
+                        warning(message)
+                else:
+                    show(message, category, filename, lineno, file, line)
+
+            warnings.showwarning = one_line
+            args = build_parser().parse_args(argv)
+            return args.func(args)
     except UsageError as err:
         error(err)
         return EXIT_USAGE
