@@ -65,6 +65,21 @@ def test_disk_cache_round_trip(folder, tmp_path):
         np.testing.assert_array_equal(a.lr, b.lr)
 
 
+def test_threads_read_the_same_pairs_in_the_same_order(tmp_path):
+    folder = make_folder(tmp_path / "many", [(30 + i, 41 - i) for i in range(12)], seed=3)
+    calls = []
+    one, _ = data.load_pairs([folder], 2, 8, threads=1)
+    many, _ = data.load_pairs([folder], 2, 8, threads=5, progress=lambda d, t: calls.append(d))
+    assert [p.name for p in many] == [p.name for p in one] == sorted(p.name for p in one)
+    for a, b in zip(one, many, strict=True):
+        np.testing.assert_array_equal(a.hr, b.hr)
+        np.testing.assert_array_equal(a.lr, b.lr)
+    assert calls == list(range(1, 13))
+    (folder / "img05.png").write_bytes(b"not a png")  # one bad file fails the whole read
+    with pytest.raises(Exception, match="img05"):
+        data.load_pairs([folder], 2, 8, threads=5)
+
+
 def test_dihedral_group():
     square = np.arange(9).reshape(3, 3)
     images = {degrade.dihedral(square, t).tobytes() for t in range(8)}

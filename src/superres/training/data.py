@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import hashlib
 import io as _bytes_io
+import os
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,8 +104,13 @@ def load_pairs(
     *,
     cache_dir: str | Path | None = None,
     progress: Callable[[int, int], None] | None = None,
+    threads: int | None = None,
 ) -> tuple[list[TrainPair], list[str]]:
     """Read every image of ``folders`` and make its LR version once.
+
+    Images are decoded and downscaled by ``threads`` threads at once (None: one per CPU core
+    up to 16; decoding and torch's resize release the GIL), in the same order and with the
+    same bytes as one by one.
 
     Args:
         folders: Folders of HR images (files directly inside, sorted by name).
@@ -123,15 +130,17 @@ def load_pairs(
     files = [f for folder in folders for f in list_images(folder)]
     cache = Path(cache_dir) if cache_dir is not None else None
     pairs, skipped = [], []
-    for i, path in enumerate(files):
-        hr, lr = _load_one(path, scale, cache)
-        name = f"{path.parent.name}/{path.name}"
-        if lr.shape[0] < patch or lr.shape[1] < patch:
-            skipped.append(f"{name} (LR {lr.shape[0]}x{lr.shape[1]})")
-        else:
-            pairs.append(TrainPair(name, hr, lr))
-        if progress is not None:
-            progress(i + 1, len(files))
+    threads = min(os.cpu_count() or 1, 16) if threads is None else max(1, int(threads))
+    with ThreadPoolExecutor(threads) as pool:  # map keeps the order of files
+        loaded = pool.map(lambda path: _load_one(path, scale, cache), files)
+        for i, (path, (hr, lr)) in enumerate(zip(files, loaded, strict=True)):
+            name = f"{path.parent.name}/{path.name}"
+            if lr.shape[0] < patch or lr.shape[1] < patch:
+                skipped.append(f"{name} (LR {lr.shape[0]}x{lr.shape[1]})")
+            else:
+                pairs.append(TrainPair(name, hr, lr))
+            if progress is not None:
+                progress(i + 1, len(files))
     if not pairs:
         raise ValueError(
             f"no training image is large enough for {patch}x{patch} LR patches at x{scale} "
