@@ -80,6 +80,27 @@ def test_threads_read_the_same_pairs_in_the_same_order(tmp_path):
         data.load_pairs([folder], 2, 8, threads=5)
 
 
+def test_rescaled_copies_are_more_images_with_their_own_lr(tmp_path):
+    folder = make_folder(tmp_path / "hr", [(48, 60), (40, 40)], seed=4)
+    cache = tmp_path / "cache"
+    pairs, skipped = data.load_pairs([folder], 2, 8, cache_dir=cache, rescale=(0.5, 0.75))
+    names = [p.name for p in pairs]
+    assert names == ["hr/img00.png", "hr/img01.png", "hr/img00.png@0.5", "hr/img01.png@0.5",
+                     "hr/img00.png@0.75", "hr/img01.png@0.75"]  # fmt: skip
+    assert skipped == [] and len(list(cache.glob("*.npy"))) == 2 * 6
+    hr = np.asarray(Image.open(folder / "img00.png"))
+    small = degrade.rescale_array(hr, 0.5)
+    assert small.shape == (24, 30, 3) and pairs[2].hr.shape == (24, 30, 3)
+    np.testing.assert_array_equal(pairs[2].hr, small)  # 24x30: already a multiple of 2
+    np.testing.assert_array_equal(pairs[2].lr, degrade.make_lr_array(small, 2))
+    assert pairs[4].hr.shape == (36, 44, 3)  # 36x45 modcropped
+    again, _ = data.load_pairs([folder], 2, 8, cache_dir=cache, rescale=(0.5, 0.75))
+    for a, b in zip(pairs, again, strict=True):  # from the cache, keyed by the factor too
+        np.testing.assert_array_equal(a.lr, b.lr)
+    with pytest.raises(ValueError, match=r"rescale factors must be in \(0, 1\), got 1.5"):
+        data.load_pairs([folder], 2, 8, rescale=(1.5,))
+
+
 def test_dihedral_group():
     square = np.arange(9).reshape(3, 3)
     images = {degrade.dihedral(square, t).tobytes() for t in range(8)}

@@ -97,6 +97,8 @@ def test_config_validation_and_overrides(tmp_path, folders):
         "model.arch=nope": r"model.arch: unknown model 'nope'",
         "ema.decay=1": r"ema.decay: must be in \[0, 1\)",
         "data.train=[]": r"data.train: give at least one folder",
+        "data.rescale=[0.5,0.5]": r"data.rescale: factors must be distinct and in \(0, 1\)",
+        "data.rescale=[1.2]": r"data.rescale: factors must be distinct and in \(0, 1\)",
         "schedule.warmup=20": r"schedule.warmup: must be in \[0, iterations\)",
         "noequals": r"expected KEY=VALUE",
     }

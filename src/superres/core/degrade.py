@@ -99,6 +99,15 @@ def make_lr_array(hr: np.ndarray, scale: int) -> np.ndarray:
     return np.ascontiguousarray(lr.numpy().transpose(1, 2, 0))
 
 
+def rescale_array(image: np.ndarray, factor: float) -> np.ndarray:
+    """An ``H x W x C`` uint8 image resized by ``factor`` with MATLAB-bicubic (antialiased
+    when shrinking), rounded to 8 bits: a smaller copy of a training image, new content at
+    another scale for the same network."""
+    x = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float() / 255
+    out = to_levels(imresize(x, float(factor))).to(torch.uint8)
+    return np.ascontiguousarray(out.numpy().transpose(1, 2, 0))
+
+
 def dihedral(image: np.ndarray, transform: int) -> np.ndarray:
     """One of the 8 symmetries of the square applied to an ``H x W [x C]`` array (a view).
 

@@ -134,6 +134,9 @@ class DataConfig:
         prefetch: Batches prefetched by each worker.
         augment: Apply the 8 dihedral transforms (flips and 90-degree rotations) at random.
         cache_dir: Folder for cached decoded HR/LR arrays (.npy); None: keep them in memory only.
+        rescale: Extra HR scale factors in (0, 1): every training image is also used shrunk
+            by each factor (MATLAB bicubic), as more images (scale augmentation, as VDSR
+            trained on 291 images); ``[]``: none.
         degrade: Codec-in-the-loop degradation of the LR patches (off unless ``codecs``).
         burst: Synthetic bursts for multi-frame models (off unless ``frames``).
     """
@@ -146,6 +149,7 @@ class DataConfig:
     prefetch: int = 4
     augment: bool = True
     cache_dir: str | None = None
+    rescale: tuple[float, ...] = ()
     degrade: DegradeConfig = field(default_factory=DegradeConfig)
     burst: BurstConfig = field(default_factory=BurstConfig)
 
@@ -425,6 +429,10 @@ def _check_semantics(cfg: TrainConfig) -> None:
     need(d.patch >= 1, f"data.patch: must be >= 1, got {d.patch}")
     need(d.batch >= 1, f"data.batch: must be >= 1, got {d.batch}")
     need(d.workers >= 0, f"data.workers: must be >= 0, got {d.workers}")
+    need(
+        all(0 < f < 1 for f in d.rescale) and len(set(d.rescale)) == len(d.rescale),
+        f"data.rescale: factors must be distinct and in (0, 1), got {list(d.rescale)}",
+    )
     need(d.prefetch >= 1, f"data.prefetch: must be >= 1, got {d.prefetch}")
     from superres.codec import list_codecs
 

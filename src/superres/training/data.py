@@ -37,7 +37,14 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from superres.core.degrade import dihedral, list_images, load_hr, make_lr_array, modcrop
+from superres.core.degrade import (
+    dihedral,
+    list_images,
+    load_hr,
+    make_lr_array,
+    modcrop,
+    rescale_array,
+)
 
 __all__ = [
     "CodecDegradation",
@@ -60,9 +67,11 @@ class TrainPair:
     lr: np.ndarray
 
 
-def _cache_key(path: Path, scale: int) -> str:
+def _cache_key(path: Path, scale: int, factor: float = 1.0) -> str:
     stat = path.stat()
     text = f"{_CACHE_VERSION}|{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|x{scale}"
+    if factor != 1.0:
+        text += f"|rescaled {factor!r}"
     return hashlib.sha1(text.encode()).hexdigest()[:20]
 
 
@@ -74,9 +83,11 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
     atomic_write_bytes(path, buffer.getvalue(), overwrite=True)
 
 
-def _load_one(path: Path, scale: int, cache_dir: Path | None) -> tuple[np.ndarray, np.ndarray]:
+def _load_one(
+    path: Path, scale: int, cache_dir: Path | None, factor: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
     if cache_dir is not None:
-        key = _cache_key(path, scale)
+        key = _cache_key(path, scale, factor)
         hr_file, lr_file = cache_dir / f"{key}.hr.npy", cache_dir / f"{key}.lr.npy"
         if hr_file.is_file() and lr_file.is_file():
             try:
@@ -86,7 +97,10 @@ def _load_one(path: Path, scale: int, cache_dir: Path | None) -> tuple[np.ndarra
                     return hr, lr
             except (OSError, ValueError):
                 pass  # a corrupt cache entry is rebuilt
-    hr = np.ascontiguousarray(modcrop(load_hr(path), scale))
+    hr = load_hr(path)
+    if factor != 1.0:
+        hr = rescale_array(hr, factor)
+    hr = np.ascontiguousarray(modcrop(hr, scale))
     if hr.shape[0] == 0 or hr.shape[1] == 0:
         return hr, np.zeros((0, 0, 3), np.uint8)
     lr = make_lr_array(hr, scale)
@@ -105,6 +119,7 @@ def load_pairs(
     cache_dir: str | Path | None = None,
     progress: Callable[[int, int], None] | None = None,
     threads: int | None = None,
+    rescale: Sequence[float] = (),
 ) -> tuple[list[TrainPair], list[str]]:
     """Read every image of ``folders`` and make its LR version once.
 
@@ -119,6 +134,9 @@ def load_pairs(
         cache_dir: Where to keep ``.npy`` copies of the HR/LR arrays (keyed by path, size,
             modification time and scale); cached arrays are memory-mapped.
         progress: Optional ``callback(done, total)``.
+        rescale: Extra HR scale factors in (0, 1): each image is also added shrunk by each
+            (:func:`~superres.core.degrade.rescale_array`, then modcrop and its own LR),
+            named ``folder/file@factor``, after all the full-size images.
 
     Returns:
         ``(pairs, skipped)``: the usable images, and ``"name (LR hxw)"`` of the skipped ones.
@@ -127,20 +145,24 @@ def load_pairs(
         FileNotFoundError: a folder is missing or holds no images.
         ValueError: every image is smaller than the patch.
     """
-    files = [f for folder in folders for f in list_images(folder)]
+    for factor in rescale:
+        if not 0 < factor < 1:
+            raise ValueError(f"rescale factors must be in (0, 1), got {factor}")
+    paths = [f for folder in folders for f in list_images(folder)]
+    jobs = [(path, 1.0) for path in paths] + [(p, float(f)) for f in rescale for p in paths]
     cache = Path(cache_dir) if cache_dir is not None else None
     pairs, skipped = [], []
     threads = min(os.cpu_count() or 1, 16) if threads is None else max(1, int(threads))
-    with ThreadPoolExecutor(threads) as pool:  # map keeps the order of files
-        loaded = pool.map(lambda path: _load_one(path, scale, cache), files)
-        for i, (path, (hr, lr)) in enumerate(zip(files, loaded, strict=True)):
-            name = f"{path.parent.name}/{path.name}"
+    with ThreadPoolExecutor(threads) as pool:  # map keeps the order of the jobs
+        loaded = pool.map(lambda job: _load_one(job[0], scale, cache, job[1]), jobs)
+        for i, ((path, factor), (hr, lr)) in enumerate(zip(jobs, loaded, strict=True)):
+            name = f"{path.parent.name}/{path.name}" + (f"@{factor:g}" if factor != 1 else "")
             if lr.shape[0] < patch or lr.shape[1] < patch:
                 skipped.append(f"{name} (LR {lr.shape[0]}x{lr.shape[1]})")
             else:
                 pairs.append(TrainPair(name, hr, lr))
             if progress is not None:
-                progress(i + 1, len(files))
+                progress(i + 1, len(jobs))
     if not pairs:
         raise ValueError(
             f"no training image is large enough for {patch}x{patch} LR patches at x{scale} "

@@ -131,7 +131,9 @@ class _Trainer:
 
         def load():
             try:
-                return data.load_pairs(d.train, scale, d.patch, cache_dir=d.cache_dir)
+                return data.load_pairs(
+                    d.train, scale, d.patch, cache_dir=d.cache_dir, rescale=d.rescale
+                )
             except (FileNotFoundError, ValueError, SuperresError) as exc:
                 raise ConfigError(f"data.train: {str(exc).splitlines()[0]}") from None
 
