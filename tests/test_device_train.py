@@ -54,7 +54,8 @@ def images(folder: Path, count: int, fmt: str, seed: int) -> list[Path]:
         coarse = rng.random((10, 12, 3)) * 255
         pixels = np.kron(coarse, np.ones((4, 4, 1))).astype(np.uint8)
         path = folder / f"{i:03d}.{fmt}"
-        Image.fromarray(pixels).save(path, **({"quality": 90} if fmt == "jpg" else {}))
+        options = {"jpg": {"quality": 90}, "webp": {"lossless": True}}.get(fmt, {})
+        Image.fromarray(pixels).save(path, **options)
         paths.append(path)
     return paths
 
@@ -71,7 +72,7 @@ def tree(tmp_path):
             CONFIG.format(name=name, iterations=iterations)
         )
     data = root / ".device" / "data"
-    images(data / "T91", 2, "png", 0)
+    images(data / "T91", 2, "webp", 0)
     images(data / "Set5", 1, "png", 1)
     images(data / "BSD200", 3, "jpg", 2)
     images(data / "BSD200test", 2, "jpg", 3)
@@ -105,6 +106,9 @@ def test_stages_the_data_trains_in_turn_and_returns_the_run_folders(tree):
     with Image.open(tree / ".device" / "data" / "BSD200" / "001.jpg") as jpeg:
         decoded = np.asarray(jpeg.convert("RGB"))
     np.testing.assert_array_equal(np.asarray(Image.open(staged / "BSD200" / "001.png")), decoded)
+    with Image.open(tree / ".device" / "data" / "T91" / "001.webp") as webp:
+        decoded = np.asarray(webp.convert("RGB"))
+    np.testing.assert_array_equal(np.asarray(Image.open(staged / "T91" / "001.png")), decoded)
     for name, its in (("tiny", 20), ("tiny_next", 10)):
         files = sorted(p.name for p in (out / name).iterdir())
         assert files == ["config.yaml", "last.safetensors", "log.jsonl", "state.safetensors"]

@@ -7,12 +7,12 @@
 #
 # Runs in the repository root of the device's copy of the tree, with .device/ carried (made
 # by tools/device_pack.sh). The images are unpacked where the configs expect them
-# (../shared/data, JPEG copies decoded back to the PNGs), each RUN resumes from runs/RUN or
-# checkpoints/RUN, with the same config (so the state stays the CPU run's) and only what a
-# resume may change: more data workers, a state saved every 1,000 iterations
+# (../shared/data, JPEG copies decoded back to the PNGs), every run carried in checkpoints/
+# is restored to runs/, each RUN resumes from runs/RUN (or starts, from its init_from),
+# with the same config (so the state stays the CPU run's) and only what a resume may change: more data workers, a state saved every 1,000 iterations
 # (CHECKPOINT_EVERY) and the device (auto: the GPU). The runs are trained in turn until
 # SECONDS have passed (a run that finishes hands the rest to the next; a later run may start
-# from an earlier one, as quality_x2_long starts from quality_x4_long); each is then killed
+# from an earlier one, as quality_x2_long starts from quality_x4_rescale); each is then killed
 # (its state is at most checkpoint_every iterations old; writes are atomic) and its
 # state.safetensors, last.safetensors, log.jsonl and config.yaml are copied to $OUT/RUN.
 # With no GPU it runs on the CPU (tests/test_device_train.py runs it on a copy of the tree).
@@ -34,7 +34,7 @@ stage_data() {  # the configs read ../shared/data/NAME
     fi
     [ -d .device/data ] || { echo "device_train.sh: no .device/data (tools/device_pack.sh)" >&2; exit 2; }
     mkdir -p "$dest"
-    cp -r .device/data/T91 .device/data/Set5 "$dest/"
+    cp -r .device/data/Set5 "$dest/"
     "$py" - "$dest" <<'EOF'
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -44,9 +44,10 @@ from PIL import Image
 
 dest = Path(sys.argv[1])
 jobs = []
-for name in ("BSD200", "BSD200test"):
+for name in ("T91", "BSD200", "BSD200test"):  # lossless WebP, JPEG originals
     (dest / name).mkdir(parents=True, exist_ok=True)
-    jobs += [(p, dest / name / f"{p.stem}.png") for p in sorted(Path(".device/data", name).glob("*.jpg"))]
+    packed = sorted(Path(".device/data", name).glob("*.*"))
+    jobs += [(p, dest / name / f"{p.stem}.png") for p in packed if p.suffix in (".jpg", ".webp")]
 
 def decode(job):
     src, png = job
@@ -55,17 +56,20 @@ def decode(job):
 
 with ThreadPoolExecutor(16) as pool:
     list(pool.map(decode, jobs))
-print(f"decoded {len(jobs)} JPEG copies into {dest}")
+print(f"decoded {len(jobs)} packed images into {dest}")
 EOF
 }
 
 stage_data || exit 2
 command -v nvidia-smi > /dev/null && nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
-for run in "$@"; do
-    mkdir -p runs
-    if [ ! -f "runs/$run/state.safetensors" ] && [ -f "checkpoints/$run/state.safetensors" ]; then
-        rm -rf "runs/$run" && cp -r "checkpoints/$run" "runs/$run"
+mkdir -p runs
+for carried in checkpoints/*/; do  # every carried run: a run may start from another's weights
+    name=$(basename "$carried")
+    if [ ! -f "runs/$name/state.safetensors" ] && [ -f "$carried/state.safetensors" ]; then
+        rm -rf "runs/$name" && cp -r "$carried" "runs/$name"
     fi
+done
+for run in "$@"; do
     left=$(( deadline - $(date +%s) ))
     if [ "$left" -lt "${MIN_SECONDS:-30}" ]; then  # not worth starting a run
         echo "== $run: no time left"
