@@ -78,7 +78,7 @@ def read_log(path: str | Path, name: str | None = None, offset: int = 0) -> RunL
         entry = {**entry, "iteration": entry["iteration"] + offset}
         if isinstance(entry.get("val"), dict):
             log.vals.append(entry)
-        else:
+        if "loss" in entry or "lr" in entry:  # a validation line is a step's line too
             log.steps.append(entry)
     if not log.steps and not log.vals:
         raise ConfigError(f"{path}: no log entries")
