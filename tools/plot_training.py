@@ -7,10 +7,11 @@ Each RUN is a run folder or a ``log.jsonl``; ``RUN@N`` shifts its iterations by 
 stage drawn after the one it continues). The learning rate is drawn beneath. README's
 training curve of the quality tier is made with::
 
-    python tools/plot_training.py checkpoints/quality_x4_long -o docs/training/quality_x4_long.png \
-        --title "quality x4, 491 images, 100k-iteration cosine (2 CPU cores)" \
+    python tools/plot_training.py checkpoints/quality_x4_long \
+        checkpoints/quality_x4_rescale@40000 -o docs/training/quality_x4_long.png \
+        --title "quality x4 on 491 images, then with scale augmentation (2 CPU cores)" \
         --ref "shipped quality x4=31.46" --ref "issue 13 floor=31.85" \
-        --ref "IMDN x4 (published, DIV2K, GPU)=32.21" --iterations 100000
+        --ref "IMDN x4 (published, DIV2K, GPU)=32.21" --iterations 80000
 """
 
 from __future__ import annotations
