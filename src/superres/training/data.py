@@ -83,32 +83,49 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
     atomic_write_bytes(path, buffer.getvalue(), overwrite=True)
 
 
+def _cached(
+    path: Path, scale: int, cache_dir: Path, factor: float
+) -> tuple[np.ndarray, np.ndarray] | None:
+    key = _cache_key(path, scale, factor)
+    hr_file, lr_file = cache_dir / f"{key}.hr.npy", cache_dir / f"{key}.lr.npy"
+    if hr_file.is_file() and lr_file.is_file():
+        try:
+            hr = np.load(hr_file, mmap_mode="r", allow_pickle=False)
+            lr = np.load(lr_file, mmap_mode="r", allow_pickle=False)
+            if hr.dtype == lr.dtype == np.uint8 and hr.shape[0] == lr.shape[0] * scale:
+                return hr, lr
+        except (OSError, ValueError):
+            pass  # a corrupt cache entry is rebuilt
+    return None
+
+
 def _load_one(
-    path: Path, scale: int, cache_dir: Path | None, factor: float = 1.0
-) -> tuple[np.ndarray, np.ndarray]:
-    if cache_dir is not None:
-        key = _cache_key(path, scale, factor)
-        hr_file, lr_file = cache_dir / f"{key}.hr.npy", cache_dir / f"{key}.lr.npy"
-        if hr_file.is_file() and lr_file.is_file():
-            try:
-                hr = np.load(hr_file, mmap_mode="r", allow_pickle=False)
-                lr = np.load(lr_file, mmap_mode="r", allow_pickle=False)
-                if hr.dtype == lr.dtype == np.uint8 and hr.shape[0] == lr.shape[0] * scale:
-                    return hr, lr
-            except (OSError, ValueError):
-                pass  # a corrupt cache entry is rebuilt
-    hr = load_hr(path)
-    if factor != 1.0:
-        hr = rescale_array(hr, factor)
-    hr = np.ascontiguousarray(modcrop(hr, scale))
-    if hr.shape[0] == 0 or hr.shape[1] == 0:
-        return hr, np.zeros((0, 0, 3), np.uint8)
-    lr = make_lr_array(hr, scale)
-    if cache_dir is not None:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        _save_npy(hr_file, hr)
-        _save_npy(lr_file, lr)
-    return hr, lr
+    path: Path, scale: int, cache_dir: Path | None, factors: Sequence[float] = (1.0,)
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(hr, lr)`` of ``path`` at each HR ``factor`` (1: as it is), from the cache when it
+    has them; the file is decoded once, and only if one is missing."""
+    source: np.ndarray | None = None
+    out = []
+    for factor in factors:
+        cached = None if cache_dir is None else _cached(path, scale, cache_dir, factor)
+        if cached is not None:
+            out.append(cached)
+            continue
+        if source is None:
+            source = load_hr(path)
+        hr = source if factor == 1.0 else rescale_array(source, factor)
+        hr = np.ascontiguousarray(modcrop(hr, scale))
+        if hr.shape[0] == 0 or hr.shape[1] == 0:
+            out.append((hr, np.zeros((0, 0, 3), np.uint8)))
+            continue
+        lr = make_lr_array(hr, scale)
+        if cache_dir is not None:
+            key = _cache_key(path, scale, factor)
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            _save_npy(cache_dir / f"{key}.hr.npy", hr)
+            _save_npy(cache_dir / f"{key}.lr.npy", lr)
+        out.append((hr, lr))
+    return out
 
 
 def load_pairs(
@@ -133,7 +150,7 @@ def load_pairs(
         patch: LR patch size; images whose LR is smaller in either dimension are skipped.
         cache_dir: Where to keep ``.npy`` copies of the HR/LR arrays (keyed by path, size,
             modification time and scale); cached arrays are memory-mapped.
-        progress: Optional ``callback(done, total)``.
+        progress: Optional ``callback(done_files, total_files)``.
         rescale: Extra HR scale factors in (0, 1): each image is also added shrunk by each
             (:func:`~superres.core.degrade.rescale_array`, then modcrop and its own LR),
             named ``folder/file@factor``, after all the full-size images.
@@ -149,20 +166,24 @@ def load_pairs(
         if not 0 < factor < 1:
             raise ValueError(f"rescale factors must be in (0, 1), got {factor}")
     paths = [f for folder in folders for f in list_images(folder)]
-    jobs = [(path, 1.0) for path in paths] + [(p, float(f)) for f in rescale for p in paths]
+    factors = (1.0, *(float(f) for f in rescale))
     cache = Path(cache_dir) if cache_dir is not None else None
-    pairs, skipped = [], []
     threads = min(os.cpu_count() or 1, 16) if threads is None else max(1, int(threads))
-    with ThreadPoolExecutor(threads) as pool:  # map keeps the order of the jobs
-        loaded = pool.map(lambda job: _load_one(job[0], scale, cache, job[1]), jobs)
-        for i, ((path, factor), (hr, lr)) in enumerate(zip(jobs, loaded, strict=True)):
+    loaded = []  # per file, its (hr, lr) at each factor
+    with ThreadPoolExecutor(threads) as pool:  # map keeps the order of the files
+        for i, found in enumerate(pool.map(lambda p: _load_one(p, scale, cache, factors), paths)):
+            loaded.append(found)
+            if progress is not None:
+                progress(i + 1, len(paths))
+    pairs, skipped = [], []
+    for j, factor in enumerate(factors):  # every full-size image, then each rescaled set
+        for path, found in zip(paths, loaded, strict=True):
+            hr, lr = found[j]
             name = f"{path.parent.name}/{path.name}" + (f"@{factor:g}" if factor != 1 else "")
             if lr.shape[0] < patch or lr.shape[1] < patch:
                 skipped.append(f"{name} (LR {lr.shape[0]}x{lr.shape[1]})")
             else:
                 pairs.append(TrainPair(name, hr, lr))
-            if progress is not None:
-                progress(i + 1, len(jobs))
     if not pairs:
         raise ValueError(
             f"no training image is large enough for {patch}x{patch} LR patches at x{scale} "
