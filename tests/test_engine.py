@@ -8,6 +8,7 @@ import os
 import platform
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -188,8 +189,6 @@ def test_tiles_much_smaller_than_the_context_warn() -> None:
     rows = plan.Axis.plan(40, 8, engine.default_overlap(model), 63, 4)
     assert work == pytest.approx((loop.input_pixels(rows) / 40) ** 2, abs=0.5) and work > 8
     assert torch.allclose(small, engine.upscale_tensor(x, model, tile=0), atol=1e-5)
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("error", SlowTileWarning)  # cheap tilings stay silent
         engine.upscale_tensor(x, model, tile=24)  # 40 wide: two tiles, each mostly the image

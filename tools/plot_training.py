@@ -20,11 +20,8 @@ import argparse
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
-
-from superres.errors import ConfigError  # noqa: E402
-from superres.training.curves import plot_training, read_log  # noqa: E402
+from superres.errors import ConfigError
+from superres.training.curves import plot_training, read_log
 
 
 def parse_ref(text: str) -> tuple[str, float]:
