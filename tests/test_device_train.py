@@ -124,12 +124,16 @@ def test_the_deadline_stops_a_run_that_resumes_from_checkpoints(tree):
     assert "== tiny: no time left" in first.stdout and not (out / "tiny").exists()
     reached = iteration(out / "tiny_long" / "state.safetensors")
     assert 0 < reached < 100_000
-    # carried back as checkpoints/RUN (runs/ gone, as on a fresh machine), it resumes
+    # carried back as checkpoints/RUN (runs/ gone, as on a fresh machine), it resumes; a
+    # stopped run carried without its state is restored too (another run's init_from)
     shutil.rmtree(tree / "runs")
     shutil.copytree(out / "tiny_long", tree / "checkpoints" / "tiny_long")
+    (tree / "checkpoints" / "stopped").mkdir()
+    (tree / "checkpoints" / "stopped" / "last.safetensors").write_bytes(b"weights")
     second = run(tree, "25", "tiny_long")
     assert second.returncode == 0, second.stderr
     assert iteration(out / "tiny_long" / "state.safetensors") > reached
+    assert (tree / "runs" / "stopped" / "last.safetensors").read_bytes() == b"weights"
 
 
 def test_refuses_without_runs_or_data(tree):

@@ -64,8 +64,9 @@ stage_data || exit 2
 command -v nvidia-smi > /dev/null && nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 mkdir -p runs
 for carried in checkpoints/*/; do  # every carried run: a run may start from another's weights
-    name=$(basename "$carried")
-    if [ ! -f "runs/$name/state.safetensors" ] && [ -f "$carried/state.safetensors" ]; then
+    name=$(basename "$carried")  # (a stopped run carries only its weights, no state)
+    if [ ! -d "runs/$name" ] || { [ ! -f "runs/$name/state.safetensors" ] &&
+                                   [ -f "$carried/state.safetensors" ]; }; then
         rm -rf "runs/$name" && cp -r "$carried" "runs/$name"
     fi
 done
