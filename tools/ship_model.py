@@ -33,6 +33,11 @@ TIERS = {
 #: Burst protocol points the burst network's card reports (README's table has every N).
 BURST_DATASETS = ("Set5", "Set14")
 BURST_FRAMES = (1, 8)
+#: How a card names the usual training sets.
+TRAINING_SETS = {
+    frozenset({"T91", "BSD200"}): "the classic 291-image training set",
+    frozenset({"T91", "BSD200", "BSD200test"}): "491 images; BSD200test is BSDS500's test split",
+}
 #: Codec qualities at which the codec tier's card compares it with Lanczos on Kodak24.
 CODEC_POINTS = {"jpeg": (20, 50, 80), "webp": (30, 60, 90), "avif": (40, 60, 80)}
 
@@ -109,7 +114,6 @@ def ship(run: Path, name: str, config: Path, allow_partial: bool = False) -> Pat
     from superres.models import flops_per_output_pixel
     from superres.weights.checkpoint import (
         load_checkpoint,
-        read_checkpoint_metadata,
         save_checkpoint,
     )
 
@@ -134,15 +138,9 @@ def ship(run: Path, name: str, config: Path, allow_partial: bool = False) -> Pat
         metrics["bursts"] = burst_scores(model.eval())
     prov["config_file"] = config.relative_to(REPO).as_posix()
     prov["train_data"] = [Path(p).name for p in prov.get("train_data", [])]
-    stage = _first_stage(prov.get("config", {}).get("init_from"))
-    if stage:  # a second stage: record what the first one was (the card states both)
-        first = read_checkpoint_metadata(REPO / prov["config"]["init_from"])["provenance"]
-        prov["first_stage"] = {
-            "config_file": stage,
-            "iterations": first.get("iterations"),
-            "wall_time_s": first.get("wall_time_s"),
-            "hardware": first.get("hardware"),
-        }
+    stages = earlier_stages(prov.get("config", {}).get("init_from"), model.scale)
+    if stages:  # later stages of one model: record every earlier one (the card states them all)
+        prov["stages"] = stages
     out = WEIGHTS / f"{name}_x{model.scale}.safetensors"
     WEIGHTS.mkdir(parents=True, exist_ok=True)
     save_checkpoint(
@@ -161,12 +159,52 @@ def ship(run: Path, name: str, config: Path, allow_partial: bool = False) -> Pat
     return out
 
 
-def _first_stage(init_from: str | None) -> str | None:
-    """``configs/RUN.yaml`` when ``init_from`` is the output of another run (``runs/RUN/...``):
-    a second training stage that continues it."""
-    if not init_from or not init_from.startswith("runs/"):
-        return None
-    return f"configs/{Path(init_from).parts[1]}.yaml"
+def _stage_config(init_from: str, prov: dict) -> str | None:
+    """The config file of the run whose weights ``init_from`` names: recorded in shipped
+    weights, ``configs/RUN.yaml`` for a run folder ``runs/RUN/...``."""
+    if prov.get("config_file"):
+        return prov["config_file"]
+    if init_from.startswith("runs/"):
+        return f"configs/{Path(init_from).parts[1]}.yaml"
+    return None
+
+
+def earlier_stages(init_from: str | None, scale: int, root: Path = REPO) -> list[dict]:
+    """The training stages before a run that starts from ``init_from``, oldest first.
+
+    Follows ``init_from`` through the weights' provenance while the scale stays the same
+    (a continuation of the same model; an initialisation from another scale or tier starts
+    the chain, and the card names it as the first stage's init). Each stage gives its
+    config file, iterations, wall time, hardware and ``init_from``. Shipped weights carry
+    their own stages (``stages``, or ``first_stage`` in files shipped before there could be
+    more than two), so a chain survives the shipped file it started from being replaced.
+    """
+    from superres.weights.checkpoint import read_checkpoint_metadata
+
+    if not init_from:
+        return []
+    path = root / init_from
+    if not path.is_file():
+        sys.exit(f"{init_from}: the weights this run started from are missing (restore them)")
+    meta = read_checkpoint_metadata(path)
+    prov = meta.get("provenance", {})
+    if meta.get("scale") != scale or "iterations" not in prov:
+        return []
+    this_init = prov.get("config", {}).get("init_from")
+    if "stages" in prov:
+        before = list(prov["stages"])
+    elif "first_stage" in prov:
+        before = [prov["first_stage"]]
+    else:
+        before = earlier_stages(this_init, scale, root)
+    stage = {
+        "config_file": _stage_config(init_from, prov),
+        "iterations": prov.get("iterations"),
+        "wall_time_s": prov.get("wall_time_s"),
+        "hardware": prov.get("hardware"),
+        "init_from": this_init,
+    }
+    return before + [stage]
 
 
 def _config_init(config: Path) -> str | None:
@@ -178,13 +216,41 @@ def _config_init(config: Path) -> str | None:
     return load_config(config).init_from
 
 
+def _stages_of(prov: dict) -> list[dict]:
+    """Every training stage of shipped weights, oldest first, the last being their own run."""
+    earlier = prov.get("stages") or ([prov["first_stage"]] if prov.get("first_stage") else [])
+    own = {k: prov.get(k) for k in ("config_file", "iterations", "wall_time_s", "hardware")}
+    own["init_from"] = prov.get("config", {}).get("init_from")
+    return [*earlier, own]
+
+
+def _hardware(hw: dict | None) -> str:
+    hw = hw or {}
+    return f"{hw.get('processes', 1)}x {hw.get('device', '?')} ({hw.get('cpu_count', '?')} cores)"
+
+
+def _init_name(init: str | None) -> str | None:
+    """How a card names the weights a stage started from."""
+    if not init:
+        return None
+    if init.startswith("runs/"):
+        return f"the run of `configs/{Path(init).parts[1]}.yaml`"
+    return f"`{Path(init).name}`"
+
+
+def _first_init(stage: dict) -> str | None:
+    if "init_from" in stage:
+        return stage["init_from"]
+    return _config_init(REPO / stage["config_file"]) if stage.get("config_file") else None
+
+
 def _retrain_commands(metas: list[dict]) -> list[str]:
     lines = []
     for m in metas:
-        prov = m.get("provenance", {})
-        if prov.get("first_stage"):
-            lines.append(f"superres train --config {prov['first_stage']['config_file']}")
-        lines.append(f"superres train --config {prov.get('config_file')}")
+        for stage in _stages_of(m.get("provenance", {})):
+            line = f"superres train --config {stage['config_file']}"
+            if line not in lines:
+                lines.append(line)
     return lines
 
 
@@ -199,14 +265,19 @@ def write_card(name: str) -> Path:
     first = metas[0]
     spec = get_model_spec(first["arch"])
     source = spec.builder.__module__.replace(".", "/")
-    used = sorted({d for m in metas for d in m.get("provenance", {}).get("train_data", [])})
+    used = list(
+        dict.fromkeys(d for m in metas for d in m.get("provenance", {}).get("train_data", []))
+    )
+    data = " + ".join(used) + (
+        f" ({TRAINING_SETS[frozenset(used)]})" if frozenset(used) in TRAINING_SETS else ""
+    )
     lines = [
         f"# `{name}`: {TIERS.get(name, first['arch'])}",
         "",
         f"Architecture `{first['arch']}` ({spec.description}); source "
         f"`src/{source}.py`. Trained by this project with "
         "`superres train`, from scratch or initialised from other weights as the config says, "
-        f"on {' + '.join(used)} only; no benchmark image was trained on. "
+        f"on {data} only; no benchmark image was trained on. "
         + (
             "Set5 was used only to monitor training; the shipped weights are the final EMA "
             "weights, not a Set5-selected checkpoint."
@@ -220,31 +291,45 @@ def write_card(name: str) -> Path:
         "wall time | hardware | config |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
+    staged = []
     for f, m in zip(files, metas, strict=True):
         p = m.get("provenance", {})
         cfg = p.get("config", {})
-        hw = p.get("hardware", {})
-        cores = hw.get("cpu_count", "?")
-        hardware = f"{hw.get('processes', 1)}x {hw.get('device', '?')} ({cores} cores)"
-        init = cfg.get("init_from")
+        stages = _stages_of(p)
+        hardware = " + ".join(dict.fromkeys(_hardware(st.get("hardware")) for st in stages))
         config = f"`{p.get('config_file', '?')}`"
-        iterations = f"{p.get('iterations', 0):,}"
-        wall = p.get("wall_time_s", 0)
-        first = p.get("first_stage")
-        if first:
-            config += f" (fine-tunes the run of `{first['config_file']}`"
-            first_init = _config_init(REPO / first["config_file"])
-            config += f", init `{Path(first_init).name}`)" if first_init else ")"
-            iterations = f"{first['iterations']:,} + {iterations}"
-            wall += first.get("wall_time_s") or 0
+        iterations = " + ".join(f"{st.get('iterations') or 0:,}" for st in stages)
+        wall = sum(st.get("wall_time_s") or 0 for st in stages)
+        init = _init_name(_first_init(stages[0]))
+        if len(stages) > 1:
+            config += f" ({len(stages)} stages, below" + (f"; init {init})" if init else ")")
+            staged.append((m, stages))
         elif init:
-            config += f" (init `{Path(init).name}`)"
+            config += f" (init {init})"
         lines.append(
             f"| x{m['scale']} | `{f.name}` | {m.get('num_params', 0):,} | "
             f"{m.get('flops_per_output_pixel', 0) / 1e3:.1f} K | {iterations} | "
             f"{cfg.get('data', {}).get('batch', '?')} x {cfg.get('data', {}).get('patch', '?')}² | "
             f"{wall / 3600:.1f} h | {hardware} | {config} |"
         )
+    if staged:
+        lines += [
+            "",
+            "Training stages (each continues the weights of the one before; the shipped file is "
+            "the last stage's final EMA):",
+            "",
+            "| scale | stage | config | starts from | iterations | wall time | hardware |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for m, stages in staged:
+            for i, st in enumerate(stages, 1):
+                start = _init_name(_first_init(st)) if i == 1 else "stage " + str(i - 1)
+                hours = (st.get("wall_time_s") or 0) / 3600
+                lines.append(
+                    f"| x{m['scale']} | {i} | `{st.get('config_file')}` | {start or 'scratch'} | "
+                    f"{st.get('iterations') or 0:,} | {hours:.1f} h | "
+                    f"{_hardware(st.get('hardware'))} |"
+                )
     lines += [
         "",
         "Measured with the project's evaluator (MATLAB-bicubic LR, Y-channel PSNR/SSIM, "

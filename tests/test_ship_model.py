@@ -1,0 +1,100 @@
+"""tools/ship_model.py: model cards state every training stage of a shipped file.
+
+A shipped model may be the last of several runs, each continuing the weights of the one
+before (the quality x4 tier: its first run, an MSE fine-tune, a long run on 491 images, a
+run with scale augmentation). The tool follows ``init_from`` through the weights'
+provenance, records the earlier stages in the shipped file (so the chain survives the
+shipped file it started from being replaced) and the card lists them all.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from superres.models import create_model
+from superres.weights.checkpoint import read_checkpoint_metadata, save_checkpoint
+from tests.conftest import load_script
+
+ship_model = load_script("tools/ship_model.py")
+HW = {"device": "cpu", "processes": 1, "cpu_count": 2}
+GPU = {"device": "cuda", "processes": 1, "cpu_count": 16}
+
+
+def _weights(path, scale, provenance):
+    model = create_model("espcn", scale=scale, n1=8, n2=4)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"name": "quality", "num_params": 1, "flops_per_output_pixel": 1}
+    save_checkpoint(path, model, provenance=provenance, metrics={}, metadata=meta)
+    return path
+
+
+def _run(name, iterations, wall, init, hardware=HW):
+    return {"iterations": iterations, "wall_time_s": wall, "hardware": hardware,
+            "config": {"init_from": init, "data": {"batch": 16, "patch": 48}}}  # fmt: skip
+
+
+@pytest.fixture
+def chain(tmp_path):
+    """x2 weights (another scale) -> x4 run a -> shipped x4 (run b, which recorded a as its
+    first stage, as files shipped before ``stages`` did) -> run c (from the shipped file)."""
+    x2 = "src/superres/weights/quality_x2.safetensors"
+    _weights(tmp_path / x2, 2, {**_run("x2", 500, 60.0, None), "config_file": "configs/x2.yaml"})
+    _weights(tmp_path / "runs/a/last.safetensors", 4, _run("a", 1000, 3600.0, x2))
+    first = {"config_file": "configs/a.yaml", "iterations": 1000, "wall_time_s": 3600.0,
+             "hardware": HW, "init_from": x2}  # fmt: skip
+    shipped = "src/superres/weights/quality_x4.safetensors"
+    b = {**_run("b", 200, 360.0, "runs/a/last.safetensors"), "config_file": "configs/b.yaml"}
+    _weights(tmp_path / shipped, 4, {**b, "first_stage": first})
+    _weights(tmp_path / "runs/c/last.safetensors", 4, _run("c", 4000, 7200.0, shipped, GPU))
+    return tmp_path
+
+
+def test_stages_follow_init_from_within_one_scale(chain):
+    stages = ship_model.earlier_stages("runs/c/last.safetensors", 4, root=chain)
+    assert [(s["config_file"], s["iterations"], s["wall_time_s"]) for s in stages] == [
+        ("configs/a.yaml", 1000, 3600.0),
+        ("configs/b.yaml", 200, 360.0),
+        ("configs/c.yaml", 4000, 7200.0),
+    ]
+    assert stages[-1]["hardware"] == GPU
+    assert stages[-1]["init_from"] == "src/superres/weights/quality_x4.safetensors"
+    # an initialisation from another scale is not a stage of this model
+    assert ship_model.earlier_stages("src/superres/weights/quality_x2.safetensors", 4,
+                                     root=chain) == []  # fmt: skip
+    assert ship_model.earlier_stages(None, 4, root=chain) == []
+    with pytest.raises(SystemExit, match="runs/gone/last.safetensors: the weights this run"):
+        ship_model.earlier_stages("runs/gone/last.safetensors", 4, root=chain)
+
+
+def test_card_lists_every_stage_and_their_sum(chain, monkeypatch):
+    weights = chain / "src/superres/weights"
+    (weights / "quality_x2.safetensors").unlink()
+    stages = ship_model.earlier_stages("runs/c/last.safetensors", 4, root=chain)
+    prov = {**_run("d", 800, 1800.0, "runs/c/last.safetensors"), "config_file": "configs/d.yaml",
+            "stages": stages, "train_data": ["T91", "BSD200", "BSD200test"]}  # fmt: skip
+    _weights(weights / "quality_x4.safetensors", 4, prov)
+    # the shipped file keeps its chain although the file it started from was replaced
+    assert (
+        read_checkpoint_metadata(weights / "quality_x4.safetensors")["provenance"]["stages"]
+        == stages
+    )
+    monkeypatch.setattr(ship_model, "WEIGHTS", weights)
+    card = ship_model.write_card("quality").read_text()
+    row = next(line for line in card.splitlines() if line.startswith("| x4 | `quality_x4"))
+    assert "| 1,000 + 200 + 4,000 + 800 |" in row and "| 3.6 h |" in row, row
+    assert "1x cpu (2 cores) + 1x cuda (16 cores)" in row, row
+    assert "`configs/d.yaml` (4 stages, below; init `quality_x2.safetensors`)" in row, row
+    assert "T91 + BSD200 + BSD200test (491 images" in card
+    heads = tuple(f"| x4 | {i} |" for i in range(1, 5))
+    stage_rows = [line for line in card.splitlines() if line.startswith(heads)]
+    assert stage_rows == [
+        "| x4 | 1 | `configs/a.yaml` | `quality_x2.safetensors` | 1,000 | 1.0 h "
+        "| 1x cpu (2 cores) |",
+        "| x4 | 2 | `configs/b.yaml` | stage 1 | 200 | 0.1 h | 1x cpu (2 cores) |",
+        "| x4 | 3 | `configs/c.yaml` | stage 2 | 4,000 | 2.0 h | 1x cuda (16 cores) |",
+        "| x4 | 4 | `configs/d.yaml` | stage 3 | 800 | 0.5 h | 1x cpu (2 cores) |",
+    ]
+    retrain = card.split("Retrain:")[1]
+    assert [line for line in retrain.splitlines() if line.startswith("superres train")] == [
+        f"superres train --config configs/{c}.yaml" for c in "abcd"
+    ]
