@@ -28,15 +28,17 @@ def _weights(path, scale, provenance):
     return path
 
 
-def _run(name, iterations, wall, init, hardware=HW):
+def _run(name, iterations, wall, init, hardware=HW, planned=None):
     return {"iterations": iterations, "wall_time_s": wall, "hardware": hardware,
-            "config": {"init_from": init, "data": {"batch": 16, "patch": 48}}}  # fmt: skip
+            "config": {"init_from": init, "iterations": planned or iterations,
+                       "data": {"batch": 16, "patch": 48}}}  # fmt: skip
 
 
 @pytest.fixture
 def chain(tmp_path):
     """x2 weights (another scale) -> x4 run a -> shipped x4 (run b, which recorded a as its
-    first stage, as files shipped before ``stages`` did) -> run c (from the shipped file)."""
+    first stage, as files shipped before ``stages`` did) -> run c (from the shipped file,
+    stopped at 4,000 of its 8,000 iterations)."""
     x2 = "src/superres/weights/quality_x2.safetensors"
     _weights(tmp_path / x2, 2, {**_run("x2", 500, 60.0, None), "config_file": "configs/x2.yaml"})
     _weights(tmp_path / "runs/a/last.safetensors", 4, _run("a", 1000, 3600.0, x2))
@@ -45,7 +47,7 @@ def chain(tmp_path):
     shipped = "src/superres/weights/quality_x4.safetensors"
     b = {**_run("b", 200, 360.0, "runs/a/last.safetensors"), "config_file": "configs/b.yaml"}
     _weights(tmp_path / shipped, 4, {**b, "first_stage": first})
-    _weights(tmp_path / "runs/c/last.safetensors", 4, _run("c", 4000, 7200.0, shipped, GPU))
+    _weights(tmp_path / "runs/c/last.safetensors", 4, _run("c", 4000, 7200.0, shipped, GPU, 8000))
     return tmp_path
 
 
@@ -56,7 +58,7 @@ def test_stages_follow_init_from_within_one_scale(chain):
         ("configs/b.yaml", 200, 360.0),
         ("configs/c.yaml", 4000, 7200.0),
     ]
-    assert stages[-1]["hardware"] == GPU
+    assert stages[-1]["hardware"] == GPU and stages[-1]["planned"] == 8000
     assert stages[-1]["init_from"] == "src/superres/weights/quality_x4.safetensors"
     # an initialisation from another scale is not a stage of this model
     assert ship_model.earlier_stages("src/superres/weights/quality_x2.safetensors", 4,
@@ -78,6 +80,11 @@ def test_card_lists_every_stage_and_their_sum(chain, monkeypatch):
         read_checkpoint_metadata(weights / "quality_x4.safetensors")["provenance"]["stages"]
         == stages
     )
+    # shipping the same run again reuses them (its chain passes through the file it replaces)
+    again = {"config_file": "configs/d.yaml", "config": {"init_from": "runs/c/last.safetensors"}}
+    assert ship_model._reshipped_stages(weights / "quality_x4.safetensors", again) == stages
+    other = {"config_file": "configs/e.yaml", "config": {"init_from": "runs/d/last.safetensors"}}
+    assert ship_model._reshipped_stages(weights / "quality_x4.safetensors", other) is None
     monkeypatch.setattr(ship_model, "WEIGHTS", weights)
     card = ship_model.write_card("quality").read_text()
     row = next(line for line in card.splitlines() if line.startswith("| x4 | `quality_x4"))
@@ -91,7 +98,7 @@ def test_card_lists_every_stage_and_their_sum(chain, monkeypatch):
         "| x4 | 1 | `configs/a.yaml` | `quality_x2.safetensors` | 1,000 | 1.0 h "
         "| 1x cpu (2 cores) |",
         "| x4 | 2 | `configs/b.yaml` | stage 1 | 200 | 0.1 h | 1x cpu (2 cores) |",
-        "| x4 | 3 | `configs/c.yaml` | stage 2 | 4,000 | 2.0 h | 1x cuda (16 cores) |",
+        "| x4 | 3 | `configs/c.yaml` | stage 2 | 4,000 of 8,000 | 2.0 h | 1x cuda (16 cores) |",
         "| x4 | 4 | `configs/d.yaml` | stage 3 | 800 | 0.5 h | 1x cpu (2 cores) |",
     ]
     retrain = card.split("Retrain:")[1]

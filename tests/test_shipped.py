@@ -21,7 +21,9 @@ FLOORS = {
     ("fast", 4): {"Set5": 30.7},
     ("quality", 2): {"Set5": 37.5},
     ("quality", 3): {"Set5": 33.7},
-    ("quality", 4): {"Set5": 31.4, "BSD100": 27.3},
+    # issue 13's x4 stages so far (measured 31.753 / 28.198 / 27.421; its floors 31.85 / 28.30 /
+    # 27.42 are not all reached yet; BSD100 meets its floor by 0.001 dB, too close to assert)
+    ("quality", 4): {"Set5": 31.7, "Set14": 28.15, "BSD100": 27.41},
     ("codec", 2): {"Set5": 36.1},
     ("codec", 4): {"Set5": 30.6},
     # the burst network on one image (measured 31.30); its burst floors: tests/test_burst.py
@@ -51,10 +53,13 @@ def test_shipped_model_meets_its_floor_and_its_card(name, scale):
         # the metadata (and so the model card) states what the evaluator measures now
         assert measured == pytest.approx(meta["metrics"][ds]["psnr"], abs=2e-3)
     prov = meta["provenance"]
-    assert prov["weights"] == "ema" and prov["iterations"] == prov["config"]["iterations"]
+    assert prov["weights"] == "ema"
     assert {"T91", "BSD200"} <= set(prov["train_data"]) <= TRAINING_FOLDERS
     card = (zoo.WEIGHTS_DIR / f"{name}.md").read_text()
     assert f"`{name}_x{scale}.safetensors`" in card and prov["config_file"] in card
+    # the run finished its schedule, or was stopped early and the card says where
+    done, planned = prov["iterations"], prov["config"]["iterations"]
+    assert done == planned or f"| {done:,} of {planned:,} |" in card, (done, planned)
     json.dumps(meta)  # plain JSON, no pickles
 
 

@@ -10,7 +10,7 @@ training curve of the quality tier is made with::
     python tools/plot_training.py checkpoints/quality_x4_long \
         checkpoints/quality_x4_rescale@40000 -o docs/training/quality_x4_long.png \
         --title "quality x4 on 491 images, then with scale augmentation (2 CPU cores)" \
-        --ref "shipped quality x4=31.46" --ref "issue 13 floor=31.85" \
+        --ref "shipped quality x4 before issue 13=31.46" --ref "issue 13 floor=31.85" \
         --ref "IMDN x4 (published, DIV2K, GPU)=32.21" --iterations 80000
 """
 

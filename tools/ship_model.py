@@ -138,10 +138,12 @@ def ship(run: Path, name: str, config: Path, allow_partial: bool = False) -> Pat
         metrics["bursts"] = burst_scores(model.eval())
     prov["config_file"] = config.relative_to(REPO).as_posix()
     prov["train_data"] = [Path(p).name for p in prov.get("train_data", [])]
-    stages = earlier_stages(prov.get("config", {}).get("init_from"), model.scale)
+    out = WEIGHTS / f"{name}_x{model.scale}.safetensors"
+    stages = _reshipped_stages(out, prov) if out.is_file() else None
+    if stages is None:  # the chain may pass through ``out`` itself: read it before replacing it
+        stages = earlier_stages(prov.get("config", {}).get("init_from"), model.scale)
     if stages:  # later stages of one model: record every earlier one (the card states them all)
         prov["stages"] = stages
-    out = WEIGHTS / f"{name}_x{model.scale}.safetensors"
     WEIGHTS.mkdir(parents=True, exist_ok=True)
     save_checkpoint(
         out,
@@ -167,6 +169,19 @@ def _stage_config(init_from: str, prov: dict) -> str | None:
     if init_from.startswith("runs/"):
         return f"configs/{Path(init_from).parts[1]}.yaml"
     return None
+
+
+def _reshipped_stages(out: Path, prov: dict) -> list[dict] | None:
+    """The stages ``out`` records when it holds an earlier shipping of the same run (the
+    same config, started from the same weights), which its chain passed through: walking
+    again would find the file's own stages. None for weights of another run."""
+    from superres.weights.checkpoint import read_checkpoint_metadata
+
+    old = read_checkpoint_metadata(out).get("provenance", {})
+    same = old.get("config_file") == prov["config_file"] and old.get("config", {}).get(
+        "init_from"
+    ) == prov.get("config", {}).get("init_from")
+    return list(old.get("stages", [])) if same else None
 
 
 def earlier_stages(init_from: str | None, scale: int, root: Path = REPO) -> list[dict]:
@@ -200,6 +215,7 @@ def earlier_stages(init_from: str | None, scale: int, root: Path = REPO) -> list
     stage = {
         "config_file": _stage_config(init_from, prov),
         "iterations": prov.get("iterations"),
+        "planned": prov.get("config", {}).get("iterations"),
         "wall_time_s": prov.get("wall_time_s"),
         "hardware": prov.get("hardware"),
         "init_from": this_init,
@@ -221,7 +237,13 @@ def _stages_of(prov: dict) -> list[dict]:
     earlier = prov.get("stages") or ([prov["first_stage"]] if prov.get("first_stage") else [])
     own = {k: prov.get(k) for k in ("config_file", "iterations", "wall_time_s", "hardware")}
     own["init_from"] = prov.get("config", {}).get("init_from")
+    own["planned"] = prov.get("config", {}).get("iterations")
     return [*earlier, own]
+
+
+def _iterations(stage: dict) -> str:
+    done, planned = stage.get("iterations") or 0, stage.get("planned")
+    return f"{done:,}" + (f" of {planned:,}" if planned and planned != done else "")
 
 
 def _hardware(hw: dict | None) -> str:
@@ -316,7 +338,9 @@ def write_card(name: str) -> Path:
         lines += [
             "",
             "Training stages (each continues the weights of the one before; the shipped file is "
-            "the last stage's final EMA):",
+            'the last stage\'s final EMA; "of N": the stage was stopped there, before the end '
+            "of its N-iteration schedule, and the next started from its EMA weights; a stage "
+            "that will resume has its state in `checkpoints/`):",
             "",
             "| scale | stage | config | starts from | iterations | wall time | hardware |",
             "|---|---|---|---|---|---|---|",
@@ -327,7 +351,7 @@ def write_card(name: str) -> Path:
                 hours = (st.get("wall_time_s") or 0) / 3600
                 lines.append(
                     f"| x{m['scale']} | {i} | `{st.get('config_file')}` | {start or 'scratch'} | "
-                    f"{st.get('iterations') or 0:,} | {hours:.1f} h | "
+                    f"{_iterations(st)} | {hours:.1f} h | "
                     f"{_hardware(st.get('hardware'))} |"
                 )
     lines += [
