@@ -161,14 +161,31 @@ def ship(run: Path, name: str, config: Path, allow_partial: bool = False) -> Pat
     return out
 
 
-def _stage_config(init_from: str, prov: dict) -> str | None:
-    """The config file of the run whose weights ``init_from`` names: recorded in shipped
-    weights, ``configs/RUN.yaml`` for a run folder ``runs/RUN/...``."""
-    if prov.get("config_file"):
-        return prov["config_file"]
-    if init_from.startswith("runs/"):
-        return f"configs/{Path(init_from).parts[1]}.yaml"
-    return None
+def _run_config(weights: str) -> str | None:
+    """``configs/RUN.yaml`` for weights in a run folder ``runs/RUN/...`` (the configs test
+    keeps a config's output at ``runs/<its name>``), else None."""
+    return f"configs/{Path(weights).parts[1]}.yaml" if weights.startswith("runs/") else None
+
+
+def _stage(prov: dict, config_file: str | None) -> dict:
+    """One training stage as cards state it, from the provenance of its weights."""
+    cfg = prov.get("config", {})
+    return {
+        "config_file": config_file,
+        "iterations": prov.get("iterations"),
+        "planned": cfg.get("iterations"),
+        "wall_time_s": prov.get("wall_time_s"),
+        "hardware": prov.get("hardware"),
+        "init_from": cfg.get("init_from"),
+    }
+
+
+def _recorded_stages(prov: dict) -> list[dict] | None:
+    """The earlier stages shipped weights record (``stages``, or ``first_stage`` in files
+    shipped before there could be more than two); None when they record none."""
+    if "stages" in prov:
+        return list(prov["stages"])
+    return [prov["first_stage"]] if "first_stage" in prov else None
 
 
 def _reshipped_stages(out: Path, prov: dict) -> list[dict] | None:
@@ -205,22 +222,10 @@ def earlier_stages(init_from: str | None, scale: int, root: Path = REPO) -> list
     prov = meta.get("provenance", {})
     if meta.get("scale") != scale or "iterations" not in prov:
         return []
-    this_init = prov.get("config", {}).get("init_from")
-    if "stages" in prov:
-        before = list(prov["stages"])
-    elif "first_stage" in prov:
-        before = [prov["first_stage"]]
-    else:
-        before = earlier_stages(this_init, scale, root)
-    stage = {
-        "config_file": _stage_config(init_from, prov),
-        "iterations": prov.get("iterations"),
-        "planned": prov.get("config", {}).get("iterations"),
-        "wall_time_s": prov.get("wall_time_s"),
-        "hardware": prov.get("hardware"),
-        "init_from": this_init,
-    }
-    return before + [stage]
+    before = _recorded_stages(prov)
+    if before is None:
+        before = earlier_stages(prov.get("config", {}).get("init_from"), scale, root)
+    return [*before, _stage(prov, prov.get("config_file") or _run_config(init_from))]
 
 
 def _config_init(config: Path) -> str | None:
@@ -234,11 +239,7 @@ def _config_init(config: Path) -> str | None:
 
 def _stages_of(prov: dict) -> list[dict]:
     """Every training stage of shipped weights, oldest first, the last being their own run."""
-    earlier = prov.get("stages") or ([prov["first_stage"]] if prov.get("first_stage") else [])
-    own = {k: prov.get(k) for k in ("config_file", "iterations", "wall_time_s", "hardware")}
-    own["init_from"] = prov.get("config", {}).get("init_from")
-    own["planned"] = prov.get("config", {}).get("iterations")
-    return [*earlier, own]
+    return [*(_recorded_stages(prov) or []), _stage(prov, prov.get("config_file"))]
 
 
 def _iterations(stage: dict) -> str:
@@ -255,9 +256,8 @@ def _init_name(init: str | None) -> str | None:
     """How a card names the weights a stage started from."""
     if not init:
         return None
-    if init.startswith("runs/"):
-        return f"the run of `configs/{Path(init).parts[1]}.yaml`"
-    return f"`{Path(init).name}`"
+    config = _run_config(init)
+    return f"the run of `{config}`" if config else f"`{Path(init).name}`"
 
 
 def _first_init(stage: dict) -> str | None:
