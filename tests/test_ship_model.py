@@ -105,3 +105,20 @@ def test_card_lists_every_stage_and_their_sum(chain, monkeypatch):
     assert [line for line in retrain.splitlines() if line.startswith("superres train")] == [
         f"superres train --config configs/{c}.yaml" for c in "abcd"
     ]
+
+
+@pytest.mark.parametrize("card", ["burst", "codec", "fast", "quality"])
+def test_card_retrains_every_run_after_the_runs_it_starts_from(card):
+    """A card's Retrain block runs in order as given: a config whose ``init_from`` is another
+    config's run comes after that config (quality x2 starts from the x4 chain, x3 and x4 from
+    the x2 shipped before issue 13, the codec tier from quality x2)."""
+    from superres.training.config import load_config
+
+    text = (ship_model.WEIGHTS / f"{card}.md").read_text().split("Retrain:")[1]
+    configs = [line.split()[-1] for line in text.splitlines() if line.startswith("superres train")]
+    assert configs and len(configs) == len(set(configs))
+    for i, config in enumerate(configs):
+        init = load_config(ship_model.REPO / config).init_from
+        assert init is None or not init.startswith("src/"), f"{config}: {init} moves on re-ship"
+        if init is not None:
+            assert f"configs/{init.split('/')[1]}.yaml" in configs[:i], (config, init)

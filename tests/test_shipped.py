@@ -19,7 +19,8 @@ FLOORS = {
     ("fast", 2): {"Set5": 36.9},
     ("fast", 3): {"Set5": 33.0},
     ("fast", 4): {"Set5": 30.7},
-    ("quality", 2): {"Set5": 37.5},
+    # issue 13's x2 run (measured 37.800 / 33.237 / 32.126; its floor 37.85 is not reached)
+    ("quality", 2): {"Set5": 37.78, "Set14": 33.2, "BSD100": 32.1},
     ("quality", 3): {"Set5": 33.7},
     # issue 13's x4 stages so far (measured 31.753 / 28.198 / 27.421; its floors 31.85 / 28.30 /
     # 27.42 are not all reached yet; BSD100 meets its floor by 0.001 dB, too close to assert)

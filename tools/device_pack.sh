@@ -7,7 +7,7 @@
 #
 #   bash tools/device_pack.sh          # here, before the device call
 #   # then, with the CPU run paused and its state carried into checkpoints/RUN:
-#   #   run(command="bash tools/device_train.sh 480 quality_x4_rescale quality_x2_long",
+#   #   run(command="bash tools/device_train.sh 480 quality_x4_rescale quality_x3_long",
 #   #       carry=[".device"], timeout_s=570)
 #   # and copy the run folders it returns into runs/ to resume on the CPU.
 set -euo pipefail

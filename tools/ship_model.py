@@ -267,13 +267,28 @@ def _first_init(stage: dict) -> str | None:
 
 
 def _retrain_commands(metas: list[dict]) -> list[str]:
-    lines = []
+    """``superres train`` for every stage of the files, each after the run it starts from.
+
+    A stage starts from what its config's ``init_from`` names now (what the command will do;
+    the recorded one when the config is not in the repository); when that is another config's
+    run (``runs/RUN/...``), that config is trained first. (Configs name runs, not shipped
+    files, which change meaning when they are replaced: a test keeps them so.)
+    """
+    configs: list[str] = []
+
+    def need(config: str | None, init: str | None, seen: frozenset = frozenset()) -> None:
+        if not config or config in configs or config in seen:
+            return
+        if (REPO / config).is_file():
+            init = _config_init(REPO / config)
+        if init and _run_config(init):
+            need(_run_config(init), None, seen | {config})
+        configs.append(config)
+
     for m in metas:
         for stage in _stages_of(m.get("provenance", {})):
-            line = f"superres train --config {stage['config_file']}"
-            if line not in lines:
-                lines.append(line)
-    return lines
+            need(stage["config_file"], stage.get("init_from"))
+    return [f"superres train --config {c}" for c in configs]
 
 
 def write_card(name: str) -> Path:
