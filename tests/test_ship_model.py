@@ -68,6 +68,28 @@ def test_stages_follow_init_from_within_one_scale(chain):
         ship_model.earlier_stages("runs/gone/last.safetensors", 4, root=chain)
 
 
+def test_a_run_of_another_kind_starts_the_chain(tmp_path):
+    """The codec tier fine-tuned from a quality run of the same scale (and architecture) has
+    its own stages only: the quality run is its init, not its first stage."""
+
+    def cfg(init, codecs):
+        return {"model": {"arch": "lafn", "scale": 2}, "data": {"degrade": {"codecs": codecs}},
+                "init_from": init, "iterations": 100}  # fmt: skip
+
+    def run(name, init, codecs):
+        prov = {"iterations": 100, "wall_time_s": 60.0, "hardware": HW, "config": cfg(init, codecs)}
+        _weights(tmp_path / f"runs/{name}/last.safetensors", 2, prov)
+
+    run("quality_x2", None, [])
+    run("codec_x2", "runs/quality_x2/last.safetensors", ["jpeg"])
+    kind = ship_model._kind(cfg("runs/codec_x2/last.safetensors", ["jpeg", "webp"]))
+    stages = ship_model.earlier_stages("runs/codec_x2/last.safetensors", 2, tmp_path, kind)
+    assert [s["init_from"] for s in stages] == ["runs/quality_x2/last.safetensors"]
+    # without a kind (as for files shipped before it was checked) the chain goes on
+    assert len(ship_model.earlier_stages("runs/codec_x2/last.safetensors", 2, tmp_path)) == 2
+    assert ship_model._kind(cfg(None, [])) != kind
+
+
 def test_card_lists_every_stage_and_their_sum(chain, monkeypatch):
     weights = chain / "src/superres/weights"
     (weights / "quality_x2.safetensors").unlink()

@@ -141,7 +141,8 @@ def ship(run: Path, name: str, config: Path, allow_partial: bool = False) -> Pat
     out = WEIGHTS / f"{name}_x{model.scale}.safetensors"
     stages = _reshipped_stages(out, prov) if out.is_file() else None
     if stages is None:  # the chain may pass through ``out`` itself: read it before replacing it
-        stages = earlier_stages(prov.get("config", {}).get("init_from"), model.scale)
+        cfg = prov.get("config", {})
+        stages = earlier_stages(cfg.get("init_from"), model.scale, kind=_kind(cfg))
     if stages:  # later stages of one model: record every earlier one (the card states them all)
         prov["stages"] = stages
     WEIGHTS.mkdir(parents=True, exist_ok=True)
@@ -201,12 +202,25 @@ def _reshipped_stages(out: Path, prov: dict) -> list[dict] | None:
     return list(old.get("stages", [])) if same else None
 
 
-def earlier_stages(init_from: str | None, scale: int, root: Path = REPO) -> list[dict]:
+def _kind(cfg: dict) -> tuple:
+    """What a run trains, as far as stages go: its architecture and whether its LR went
+    through a codec. A run of another kind (the codec tier from the quality tier, the burst
+    network from a single-image network) starts a chain, as another scale does."""
+    return (
+        cfg.get("model", {}).get("arch"),
+        bool(cfg.get("data", {}).get("degrade", {}).get("codecs")),
+    )
+
+
+def earlier_stages(
+    init_from: str | None, scale: int, root: Path = REPO, kind: tuple | None = None
+) -> list[dict]:
     """The training stages before a run that starts from ``init_from``, oldest first.
 
     Follows ``init_from`` through the weights' provenance while the scale stays the same
-    (a continuation of the same model; an initialisation from another scale or tier starts
-    the chain, and the card names it as the first stage's init). Each stage gives its
+    (a continuation of the same model; an initialisation from another scale, or with
+    ``kind``, from a run of another kind (:func:`_kind`), starts the chain, and the card names
+    it as the first stage's init). Each stage gives its
     config file, iterations, wall time, hardware and ``init_from``. Shipped weights carry
     their own stages (``stages``, or ``first_stage`` in files shipped before there could be
     more than two), so a chain survives the shipped file it started from being replaced.
@@ -222,9 +236,11 @@ def earlier_stages(init_from: str | None, scale: int, root: Path = REPO) -> list
     prov = meta.get("provenance", {})
     if meta.get("scale") != scale or "iterations" not in prov:
         return []
+    if kind is not None and _kind(prov.get("config", {})) != kind:
+        return []
     before = _recorded_stages(prov)
     if before is None:
-        before = earlier_stages(prov.get("config", {}).get("init_from"), scale, root)
+        before = earlier_stages(prov.get("config", {}).get("init_from"), scale, root, kind)
     return [*before, _stage(prov, prov.get("config_file") or _run_config(init_from))]
 
 
