@@ -119,7 +119,8 @@ def ship(run: Path, name: str, config: Path, allow_partial: bool = False) -> Pat
 
     model = load_checkpoint(run / "last.safetensors")
     prov = dict(model.metadata.get("provenance", {}))
-    planned = prov.get("config", {}).get("iterations")
+    cfg = prov.get("config", {})
+    planned = cfg.get("iterations")
     if prov.get("iterations") != planned and not allow_partial:
         sys.exit(f"{run}: training stopped at {prov.get('iterations')} of {planned} iterations")
     if prov.get("weights") != "ema":
@@ -141,7 +142,6 @@ def ship(run: Path, name: str, config: Path, allow_partial: bool = False) -> Pat
     out = WEIGHTS / f"{name}_x{model.scale}.safetensors"
     stages = _reshipped_stages(out, prov) if out.is_file() else None
     if stages is None:  # the chain may pass through ``out`` itself: read it before replacing it
-        cfg = prov.get("config", {})
         stages = earlier_stages(cfg.get("init_from"), model.scale, kind=_kind(cfg))
     if stages:  # later stages of one model: record every earlier one (the card states them all)
         prov["stages"] = stages
@@ -220,8 +220,8 @@ def earlier_stages(
     Follows ``init_from`` through the weights' provenance while the scale stays the same
     (a continuation of the same model; an initialisation from another scale, or with
     ``kind``, from a run of another kind (:func:`_kind`), starts the chain, and the card names
-    it as the first stage's init). Each stage gives its
-    config file, iterations, wall time, hardware and ``init_from``. Shipped weights carry
+    it as the first stage's init). Each stage gives its config file, iterations, wall time,
+    hardware and ``init_from``. Shipped weights carry
     their own stages (``stages``, or ``first_stage`` in files shipped before there could be
     more than two), so a chain survives the shipped file it started from being replaced.
     """
