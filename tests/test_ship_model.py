@@ -144,3 +144,36 @@ def test_card_retrains_every_run_after_the_runs_it_starts_from(card):
         assert init is None or not init.startswith("src/"), f"{config}: {init} moves on re-ship"
         if init is not None:
             assert f"configs/{init.split('/')[1]}.yaml" in configs[:i], (config, init)
+
+
+def test_retrain_plan_trains_every_run_after_its_init_and_ships_every_file():
+    """``tools/ship_model.py --plan`` (what ``tools/train_shipped.sh`` runs): every config
+    once, each after the run it starts from, and one shipping per shipped file."""
+    from superres.training.config import load_config
+
+    plan = ship_model.retrain_plan()
+    configs = [c for c, _ in plan]
+    assert len(configs) == len(set(configs))
+    shipped = []
+    for i, (config, tier) in enumerate(plan):
+        cfg = load_config(ship_model.REPO / config)
+        if cfg.init_from and cfg.init_from.startswith("runs/"):
+            assert f"configs/{cfg.init_from.split('/')[1]}.yaml" in configs[:i], config
+        if tier:
+            shipped.append(f"{tier}_x{cfg.model.scale}.safetensors")
+    assert sorted(shipped) == sorted(f.name for f in ship_model.WEIGHTS.glob("*_x*.safetensors"))
+
+
+def test_train_shipped_dry_run_lists_the_plan():
+    import subprocess
+
+    script = ship_model.REPO / "tools" / "train_shipped.sh"
+    out = subprocess.run(["bash", script, "-n"], capture_output=True, text=True, check=True)
+    lines = out.stdout.splitlines()
+    runs = [line.split()[1] for line in lines if line.startswith("== ")]
+    assert runs == [c.split("/")[1].removesuffix(".yaml") for c, _ in ship_model.retrain_plan()]
+    ships = [line for line in lines if "tools/ship_model.py" in line]
+    assert len(ships) == len(list(ship_model.WEIGHTS.glob("*_x*.safetensors")))
+    bad = subprocess.run(["bash", script, "-n", "no_such_run"], capture_output=True, text=True)
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == "train_shipped.sh: configs/no_such_run.yaml: no such config"

@@ -283,7 +283,29 @@ def _first_init(stage: dict) -> str | None:
 
 
 def _retrain_commands(metas: list[dict]) -> list[str]:
-    """``superres train`` for every stage of the files, each after the run it starts from.
+    """``superres train`` for every stage of the files, each after the run it starts from
+    (:func:`_retrain_configs`)."""
+    return [f"superres train --config {c}" for c in _retrain_configs(metas)]
+
+
+def retrain_plan(names: tuple[str, ...] = tuple(TIERS)) -> list[tuple[str, str | None]]:
+    """Every config that makes the shipped weights of the tiers ``names``, in an order that
+    trains each after the run it starts from, with the tier it ships as (None: an earlier
+    stage, or a run that another tier's chain starts from). What ``tools/train_shipped.sh``
+    runs."""
+    from superres.weights.checkpoint import read_checkpoint_metadata
+
+    metas, ships = [], {}
+    for name in names:
+        for f in sorted(WEIGHTS.glob(f"{name}_x*.safetensors")):
+            meta = read_checkpoint_metadata(f)
+            metas.append(meta)
+            ships[meta.get("provenance", {}).get("config_file")] = name
+    return [(c, ships.get(c)) for c in _retrain_configs(metas)]
+
+
+def _retrain_configs(metas: list[dict]) -> list[str]:
+    """The config of every stage of the files, each after the run it starts from.
 
     A stage starts from what its config's ``init_from`` names now (what the command will do;
     the recorded one when the config is not in the repository); when that is another config's
@@ -304,7 +326,7 @@ def _retrain_commands(metas: list[dict]) -> list[str]:
     for m in metas:
         for stage in _stages_of(m.get("provenance", {})):
             need(stage["config_file"], stage.get("init_from"))
-    return [f"superres train --config {c}" for c in configs]
+    return configs
 
 
 def write_card(name: str) -> Path:
@@ -463,11 +485,22 @@ def write_card(name: str) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run", type=Path, required=True)
-    parser.add_argument("--name", required=True, choices=sorted(TIERS))
-    parser.add_argument("--config", type=Path, required=True)
+    parser.add_argument("--run", type=Path)
+    parser.add_argument("--name", choices=sorted(TIERS))
+    parser.add_argument("--config", type=Path)
     parser.add_argument("--allow-partial", action="store_true")
+    parser.add_argument(
+        "--plan", action="store_true",
+        help="print every config that makes the shipped weights, in training order, each "
+        "with the tier it ships as ('-': an earlier stage), and exit",
+    )  # fmt: skip
     args = parser.parse_args()
+    if args.plan:
+        for config, tier in retrain_plan():
+            print(config, tier or "-")
+        return
+    if not (args.run and args.name and args.config):
+        parser.error("--run, --name and --config are required (or --plan)")
     out = ship(args.run, args.name, args.config.resolve(), args.allow_partial)
     print(json.dumps({"shipped": str(out)}))
 

@@ -1,38 +1,64 @@
 #!/usr/bin/env bash
-# Train and ship the package's models in dependency order (x3/x4 start from x2, the codec
-# tier from quality x2), resuming any run that already has a state file and skipping any
-# tier/scale whose weights are already shipped.
+# Retrain the package's models: every config that made the shipped weights, in an order that
+# trains each run after the run it starts from (`python tools/ship_model.py --plan`, read
+# from the shipped files' provenance), shipping a run when it is the last stage of a tier
+# and scale.
 #
-#   bash tools/train_shipped.sh [RUN ...]        # default: every run below, in order
+#   bash tools/train_shipped.sh [-n] [RUN ...]   # default: every run of the plan, in order
 #
-# RUN is a config name (configs/RUN.yaml); the tier is the part before "_x". A run folder
-# saved in checkpoints/RUN/ (committed to carry a run across machines) is copied to
-# runs/RUN/ first when runs/RUN/ holds no state.
-#
-# A run named TIER_xS_STAGE (quality_x4_mse) continues the run TIER_xS from its weights and
-# ships as TIER_xS; a run with such a later stage (a configs/RUN_*.yaml) is not shipped.
+# RUN is a config name (configs/RUN.yaml). -n prints what would be done and does nothing.
+# For each run:
+# - runs/RUN/ missing and checkpoints/RUN/ present (a run carried across machines, or the
+#   final weights of a run that later runs start from): copied to runs/RUN/ first;
+# - runs/RUN/ holding final weights and no training state (carried that way because the
+#   run is over, sometimes stopped before the end of its schedule): not trained again;
+# - otherwise `superres train --resume` (from its state when there is one);
+# - a run the plan ships is then shipped with tools/ship_model.py (a run stopped before the
+#   end of its schedule ships as it stands; the card says "of N").
 set -euo pipefail
 cd "$(dirname "$0")/.."
+dry=0
+if [ "${1:-}" = "-n" ]; then
+    dry=1
+    shift
+fi
+declare -A ships
+order=()
+while read -r config tier; do
+    run=$(basename "$config" .yaml)
+    order+=("$run")
+    ships[$run]=$tier
+done < <(python tools/ship_model.py --plan)
 runs=("$@")
 if [ ${#runs[@]} -eq 0 ]; then
-    runs=(fast_x2 fast_x3 fast_x4 quality_x2 quality_x3 quality_x4 quality_x4_mse codec_x2 codec_x2_mse codec_x4)
+    runs=("${order[@]}")
 fi
+do_() {
+    echo "   $*"
+    if [ $dry -eq 0 ]; then "$@"; fi
+}
 for run in "${runs[@]}"; do
-    tier=${run%%_x*}
-    rest=${run#*_x}
-    scale=${rest%%_*}
-    if [ -f "src/superres/weights/${tier}_x$scale.safetensors" ]; then
-        echo "== $run: shipped already"
-        continue
+    if [ ! -f "configs/$run.yaml" ]; then
+        echo "train_shipped.sh: configs/$run.yaml: no such config" >&2
+        exit 2
     fi
-    if [ ! -f "runs/$run/state.safetensors" ] && [ -f "checkpoints/$run/state.safetensors" ]; then
-        mkdir -p runs && cp -r "checkpoints/$run" "runs/$run"
+    echo "== $run ($(date -u +%H:%M))"
+    if [ ! -e "runs/$run" ] && [ -d "checkpoints/$run" ]; then
+        do_ mkdir -p runs
+        do_ cp -r "checkpoints/$run" "runs/$run"
     fi
-    echo "== $run: training ($(date -u +%H:%M))"
-    superres train --config "configs/$run.yaml" --resume -q
-    if compgen -G "configs/${run}_*.yaml" > /dev/null; then
-        continue  # a first stage: the later stage ships
+    from=runs
+    if [ $dry -eq 1 ] && [ ! -e "runs/$run" ] && [ -d "checkpoints/$run" ]; then
+        from=checkpoints  # what the copy above would have made
     fi
-    echo "== $run: shipping ($(date -u +%H:%M))"
-    python tools/ship_model.py --run "runs/$run" --name "$tier" --config "configs/$run.yaml"
+    if [ -f "$from/$run/last.safetensors" ] && [ ! -f "$from/$run/state.safetensors" ]; then
+        echo "   (over: $from/$run holds its final weights and no training state)"
+    else
+        do_ superres train --config "configs/$run.yaml" --resume -q
+    fi
+    tier=${ships[$run]:--}
+    if [ "$tier" != "-" ]; then
+        do_ python tools/ship_model.py --run "runs/$run" --name "$tier" \
+            --config "configs/$run.yaml" --allow-partial
+    fi
 done
