@@ -227,6 +227,33 @@ def test_init_from_skips_mismatched_tensors(tmp_path, folders, capsys):
         train_state.init_from_checkpoint(x4, tmp_path / "missing.safetensors")
 
 
+def test_init_from_grows_lafn_with_near_identity_blocks(tmp_path):
+    """An 8-block LAFN started from 6-block weights computes (almost) what they did: the two
+    blocks the file lacks start as near-identity maps, and they still learn (their last
+    convolution gets a gradient)."""
+    torch.manual_seed(0)
+    small = create_model("lafn", scale=2, channels=16, n_blocks=2, reduced=8)
+    for p in small.parameters():  # away from the fresh init: a trained-looking network
+        p.data.add_(0.05 * torch.randn_like(p))
+    path = save_checkpoint(tmp_path / "small.safetensors", small)
+    deep = create_model("lafn", scale=2, channels=16, n_blocks=4, reduced=8)
+    loaded, skipped = train_state.init_from_checkpoint(deep, path)
+    assert len(loaded) == len(small.state_dict())
+    assert len(skipped) == 2 * len(deep.blocks[0].state_dict())
+    assert all(s.endswith("(not in file: its block starts near-identity)") for s in skipped)
+    assert {s.split(".")[1] for s in skipped} == {"2", "3"}
+    x = torch.rand(1, 3, 24, 24)
+    ref, out = small(x), deep(x)
+    assert (out - ref).abs().max() < 0.01 * ref.abs().max()
+    assert not torch.equal(out, ref)  # the open gate is 0.9997, not 1
+    out.sum().backward()
+    assert deep.blocks[3].conv3.weight.grad.abs().sum() > 0
+    # a network the file fully covers is loaded as it is
+    again = create_model("lafn", scale=2, channels=16, n_blocks=2, reduced=8)
+    assert train_state.init_from_checkpoint(again, path) == (loaded, [])
+    assert torch.equal(again(x), ref)
+
+
 def test_nan_stops_and_keeps_last_good_checkpoint(tmp_path, folders, capsys):
     out = tmp_path / "run"
     cfg = base_config(folders, out, iterations=30, checkpoint_every=5, debug_nan_at=12)

@@ -95,6 +95,33 @@ class LAFN(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.reconstruct(self.head(x), x)
 
+    @torch.no_grad()
+    def init_unloaded_(self, names: list[str]) -> list[int]:
+        """Start the blocks that ``init_from`` weights had none of (a deeper network from a
+        shallower one's weights) as near-identity maps, so the network begins as the one it
+        grew from: the last 3x3 convolution zero (it learns first, from the block's input
+        through conv1 and conv2), the 1x1 fusion the identity and the attention gate open
+        (sigmoid(8) = 0.9997, zero weights). Returns the indices of those blocks.
+
+        Args:
+            names: Tensor names of this module that the weights did not provide.
+        """
+        missing = set(names)
+        grown = []
+        for i, block in enumerate(self.blocks):
+            own = {f"blocks.{i}.{n}" for n, _ in block.named_parameters()}
+            if not own <= missing:
+                continue
+            block.conv3.weight.zero_()
+            block.conv3.bias.zero_()
+            eye = torch.eye(block.fuse.out_channels, dtype=block.fuse.weight.dtype)
+            block.fuse.weight.copy_(eye[:, :, None, None])
+            block.fuse.bias.zero_()
+            block.attention.expand.weight.zero_()
+            block.attention.expand.bias.fill_(8.0)
+            grown.append(i)
+        return grown
+
     def reconstruct(self, features: Tensor, x: Tensor) -> Tensor:
         """The blocks and the tail on the head's ``features`` of the LR image ``x``."""
         features = self.body_tail(self.blocks(features)) + features

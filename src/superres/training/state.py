@@ -59,9 +59,12 @@ def init_from_checkpoint(module: nn.Module, path: str | Path) -> tuple[list[str]
 
     ``path`` is an inference checkpoint or a training state (whose EMA weights are used).
 
+    A model with an ``init_unloaded_(names)`` method (LAFN: blocks added to a shallower
+    network start as near-identity maps) initialises the tensors the file lacks itself.
+
     Returns:
         ``(loaded, skipped)``: tensor names loaded, and ``"name (reason)"`` for the module's
-        tensors left at their initialisation.
+        tensors not loaded (left at their initialisation, or as ``init_unloaded_`` set them).
 
     Raises:
         ConfigError: the file cannot be read.
@@ -95,6 +98,14 @@ def init_from_checkpoint(module: nn.Module, path: str | Path) -> tuple[list[str]
             state[name] = other.to(dtype=tensor.dtype)
             loaded.append(name)
     module.load_state_dict(state, strict=True)
+    grow = getattr(module, "init_unloaded_", None)
+    if grow is not None and skipped:  # a model may start what the file lacks its own way
+        grown = {f"blocks.{i}." for i in grow([s.split(" ")[0] for s in skipped])}
+        skipped = [
+            s.replace("(not in file)", "(not in file: its block starts near-identity)")
+            if s.startswith(tuple(grown)) else s
+            for s in skipped
+        ]  # fmt: skip
     return loaded, skipped
 
 
