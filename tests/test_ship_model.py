@@ -152,16 +152,19 @@ def test_retrain_plan_trains_every_run_after_its_init_and_ships_every_file():
     from superres.training.config import load_config
 
     plan = ship_model.retrain_plan()
-    configs = [c for c, _ in plan]
+    configs = [c for c, _, _ in plan]
     assert len(configs) == len(set(configs))
     shipped = []
-    for i, (config, tier) in enumerate(plan):
+    for i, (config, tier, stop) in enumerate(plan):
         cfg = load_config(ship_model.REPO / config)
+        assert stop is None or 0 < stop < cfg.iterations, config
         if cfg.init_from and cfg.init_from.startswith("runs/"):
             assert f"configs/{cfg.init_from.split('/')[1]}.yaml" in configs[:i], config
         if tier:
             shipped.append(f"{tier}_x{cfg.model.scale}.safetensors")
     assert sorted(shipped) == sorted(f.name for f in ship_model.WEIGHTS.glob("*_x*.safetensors"))
+    # the x4 stage that the quality x2 starts from was stopped there: a retrain stops there too
+    assert ("configs/quality_x4_rescale.yaml", "quality", 12200) in plan
 
 
 def test_train_shipped_dry_run_lists_the_plan():
@@ -171,7 +174,15 @@ def test_train_shipped_dry_run_lists_the_plan():
     out = subprocess.run(["bash", script, "-n"], capture_output=True, text=True, check=True)
     lines = out.stdout.splitlines()
     runs = [line.split()[1] for line in lines if line.startswith("== ")]
-    assert runs == [c.split("/")[1].removesuffix(".yaml") for c, _ in ship_model.retrain_plan()]
+    plan = ship_model.retrain_plan()
+    assert runs == [c.split("/")[1].removesuffix(".yaml") for c, _, _ in plan]
+    stops = {c: stop for c, _, stop in plan if stop}
+    stopped = [line.split() for line in lines if "--stop-at" in line]
+    assert stopped and all(int(w[-1]) == stops[w[3]] for w in stopped), stopped
+    assert (
+        "superres train --config configs/quality_x4_rescale.yaml --resume -q --stop-at 12200"
+        in out.stdout
+    )
     ships = [line for line in lines if "tools/ship_model.py" in line]
     assert len(ships) == len(list(ship_model.WEIGHTS.glob("*_x*.safetensors")))
     bad = subprocess.run(["bash", script, "-n", "no_such_run"], capture_output=True, text=True)

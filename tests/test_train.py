@@ -313,6 +313,37 @@ def test_sigkill_then_resume_is_bit_exact(tmp_path, folders):
     assert [e["iteration"] for e in log] == list(range(15, iterations + 1, 15))
 
 
+def test_stop_at_saves_there_and_resume_goes_on_bit_exact(tmp_path, folders, capsys):
+    """``superres train --stop-at N``: the run stops after iteration N of an unchanged
+    schedule with its state, weights and log there ("of M" in the weights), and ``--resume``
+    ends where an uninterrupted run does."""
+    common = dict(iterations=20, checkpoint_every=10, log_every=5,
+                  model={"arch": "espcn", "scale": 2, "hparams": {"n1": 16, "n2": 8}},
+                  data__patch=16)  # fmt: skip
+    reference = run(base_config(folders, tmp_path / "ref", **common))
+    out = tmp_path / "stopped"
+    config_file = write_yaml(tmp_path / "c.yaml", base_config(folders, out, **common))
+    assert cli_main(["train", "--config", str(config_file), "--stop-at", "7"]) == 0
+    assert "stopped at iteration 7 of 20 (--resume goes on)" in capsys.readouterr().err
+    assert train_state.read_state_metadata(out / train_state.STATE_FILE)["iteration"] == 7
+    prov = load_checkpoint(out / "last.safetensors").metadata["provenance"]
+    assert (prov["iterations"], prov["config"]["iterations"]) == (7, 20)
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [e["iteration"] for e in log] == [5, 7]
+    # already there: nothing to do
+    assert cli_main(["train", "--config", str(config_file), "--resume", "--stop-at", "7"]) == 0
+    assert train_state.read_state_metadata(out / train_state.STATE_FILE)["iteration"] == 7
+    assert cli_main(["train", "--config", str(config_file), "--resume"]) == 0
+    expected, resumed = state_tensors(reference), state_tensors(out)
+    assert expected.keys() == resumed.keys()
+    for name in expected:
+        assert torch.equal(expected[name], resumed[name]), name
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [e["iteration"] for e in log] == [5, 7, 10, 15, 20]
+    assert cli_main(["train", "--config", str(config_file), "--resume", "--stop-at", "0"]) == 2
+    assert "stop_at: must be at least 1, got 0" in capsys.readouterr().err
+
+
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="no torch.distributed")
 def test_ddp_two_processes_match_one_and_resume(tmp_path, folders):
     """2 gloo processes x per-rank batch 2 == 1 process x batch 4 (and DDP --resume works)."""

@@ -288,20 +288,27 @@ def _retrain_commands(metas: list[dict]) -> list[str]:
     return [f"superres train --config {c}" for c in _retrain_configs(metas)]
 
 
-def retrain_plan(names: tuple[str, ...] = tuple(TIERS)) -> list[tuple[str, str | None]]:
+def retrain_plan(
+    names: tuple[str, ...] = tuple(TIERS),
+) -> list[tuple[str, str | None, int | None]]:
     """Every config that makes the shipped weights of the tiers ``names``, in an order that
-    trains each after the run it starts from, with the tier it ships as (None: an earlier
-    stage, or a run that another tier's chain starts from). What ``tools/train_shipped.sh``
-    runs."""
+    trains each after the run it starts from: ``(config, tier, stop)``, with the tier it
+    ships as (None: an earlier stage, or a run that another tier's chain starts from) and
+    the iteration its run was stopped at before the end of its schedule, as the shipped
+    files record it (None: it ran to the end). What ``tools/train_shipped.sh`` runs."""
     from superres.weights.checkpoint import read_checkpoint_metadata
 
-    metas, ships = [], {}
+    metas, ships, stops = [], {}, {}
     for name in names:
         for f in sorted(WEIGHTS.glob(f"{name}_x*.safetensors")):
             meta = read_checkpoint_metadata(f)
             metas.append(meta)
             ships[meta.get("provenance", {}).get("config_file")] = name
-    return [(c, ships.get(c)) for c in _retrain_configs(metas)]
+            for stage in _stages_of(meta.get("provenance", {})):
+                done, planned = stage.get("iterations"), stage.get("planned")
+                if done and planned and done < planned:
+                    stops[stage["config_file"]] = done
+    return [(c, ships.get(c), stops.get(c)) for c in _retrain_configs(metas)]
 
 
 def _retrain_configs(metas: list[dict]) -> list[str]:
@@ -492,12 +499,13 @@ def main() -> None:
     parser.add_argument(
         "--plan", action="store_true",
         help="print every config that makes the shipped weights, in training order, each "
-        "with the tier it ships as ('-': an earlier stage), and exit",
+        "with the tier it ships as ('-': an earlier stage) and the iteration its run was "
+        "stopped at ('-': the end of its schedule), and exit",
     )  # fmt: skip
     args = parser.parse_args()
     if args.plan:
-        for config, tier in retrain_plan():
-            print(config, tier or "-")
+        for config, tier, stop in retrain_plan():
+            print(config, tier or "-", stop or "-")
         return
     if not (args.run and args.name and args.config):
         parser.error("--run, --name and --config are required (or --plan)")

@@ -12,9 +12,10 @@
 #   final weights of a run that later runs start from): copied to runs/RUN/ first;
 # - runs/RUN/ holding final weights and no training state (carried that way because the
 #   run is over, sometimes stopped before the end of its schedule): not trained again;
-# - otherwise `superres train --resume` (from its state when there is one);
-# - a run the plan ships is then shipped with tools/ship_model.py (a run stopped before the
-#   end of its schedule ships as it stands; the card says "of N").
+# - otherwise `superres train --resume` (from its state when there is one), with
+#   `--stop-at N` for a run the shipped files record as stopped at N before the end of its
+#   schedule (the card's "N of M"), so the runs that start from it start from the same point;
+# - a run the plan ships is then shipped with tools/ship_model.py.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dry=0
@@ -22,12 +23,13 @@ if [ "${1:-}" = "-n" ]; then
     dry=1
     shift
 fi
-declare -A ships
+declare -A ships stops
 order=()
-while read -r config tier; do
+while read -r config tier stop; do
     run=$(basename "$config" .yaml)
     order+=("$run")
     ships[$run]=$tier
+    stops[$run]=$stop
 done < <(python tools/ship_model.py --plan)
 runs=("$@")
 if [ ${#runs[@]} -eq 0 ]; then
@@ -54,7 +56,12 @@ for run in "${runs[@]}"; do
     if [ -f "$from/$run/last.safetensors" ] && [ ! -f "$from/$run/state.safetensors" ]; then
         echo "   (over: $from/$run holds its final weights and no training state)"
     else
-        do_ superres train --config "configs/$run.yaml" --resume -q
+        stop=${stops[$run]:--}
+        if [ "$stop" != "-" ]; then
+            do_ superres train --config "configs/$run.yaml" --resume -q --stop-at "$stop"
+        else
+            do_ superres train --config "configs/$run.yaml" --resume -q
+        fi
     fi
     tier=${ships[$run]:--}
     if [ "$tier" != "-" ]; then

@@ -108,9 +108,11 @@ class _Progress:
 
 class _Trainer:
     def __init__(
-        self, config: TrainConfig, info: Dist, device: torch.device, progress: bool
-    ) -> None:
+        self, config: TrainConfig, info: Dist, device: torch.device, progress: bool,
+        stop_at: int | None = None,
+    ) -> None:  # fmt: skip
         self.cfg, self.dist, self.device, self.show_progress = config, info, device, progress
+        self.end = config.iterations if stop_at is None else min(stop_at, config.iterations)
         self.folder = RunFolder(config)
         self.run_dir = self.folder.path
         self.state_path = self.run_dir / STATE_FILE
@@ -382,7 +384,7 @@ class _Trainer:
     def after_step(self, iteration: int, entry: dict[str, Any]) -> None:
         """Process 0: validate, export, log and checkpoint as the intervals say."""
         cfg = self.cfg
-        last_step = iteration == cfg.iterations
+        last_step = iteration in (cfg.iterations, self.end)  # the schedule's end, or --stop-at
         validate = cfg.data.val is not None and (
             last_step or (cfg.val_every > 0 and iteration % cfg.val_every == 0)
         )
@@ -483,7 +485,7 @@ class _Trainer:
         totals = [0.0, 0.0]  # seconds waiting for data, seconds in iterations
         batches = iter(self.make_loader(start))
         try:
-            while iteration < cfg.iterations:
+            while iteration < self.end:
                 t0 = time.perf_counter()
                 batch = next(batches)
                 data_wait = time.perf_counter() - t0
@@ -496,7 +498,7 @@ class _Trainer:
                 bar.set_postfix(loss=f"{loss_value:.4g}", lr=f"{lr_now:.3g}", refresh=False)
                 bar.update(1)
                 entry: dict[str, Any] = {}
-                if iteration % cfg.log_every == 0 or iteration == cfg.iterations:
+                if iteration % cfg.log_every == 0 or iteration == self.end:
                     entry = {"iteration": iteration, **window.take(), "lr": lr_now,
                              "grad_norm": norm_value,
                              "elapsed": round(self.elapsed(), 3)}  # fmt: skip
@@ -513,6 +515,11 @@ class _Trainer:
     def summary(self, iteration: int, totals: list[float]) -> str:
         best = self.progress.best_psnr
         text = f"done: {iteration} iterations in {self.elapsed():.0f} s; "
+        if iteration < self.cfg.iterations:
+            text = (
+                f"stopped at iteration {iteration} of {self.cfg.iterations} "
+                f"(--resume goes on) after {self.elapsed():.0f} s; "
+            )
         if totals[1] > 0:
             text += f"waited for data {100 * totals[0] / totals[1]:.1f}% of the time; "
         if best is not None:
@@ -552,7 +559,10 @@ class _Window:
         return out
 
 
-def train(config: TrainConfig, resume: bool = False, *, progress: bool = True) -> Path:
+def train(
+    config: TrainConfig, resume: bool = False, *, progress: bool = True,
+    stop_at: int | None = None,
+) -> Path:  # fmt: skip
     """Train a model as ``config`` says; returns the run folder.
 
     Run under ``torchrun`` this is one process of a distributed run (see the module docs).
@@ -561,6 +571,9 @@ def train(config: TrainConfig, resume: bool = False, *, progress: bool = True) -
         config: The validated config (see :func:`superres.training.config.load_config`).
         resume: Continue from ``output/state.safetensors`` when it exists (else start).
         progress: Show the progress bar and messages (process 0 only).
+        stop_at: Stop after this iteration (of the schedule's ``config.iterations``, which
+            stays as it is), with the state and the weights saved there, as at the end;
+            ``resume`` goes on from it. A run already there or beyond does nothing.
 
     Raises:
         ConfigError: invalid setup (missing folders, an existing run without ``resume``, a
@@ -575,7 +588,9 @@ def train(config: TrainConfig, resume: bool = False, *, progress: bool = True) -
         torch.set_num_threads(config.threads)
     info, device = setup_distributed(config)
     try:
-        return _Trainer(config, info, device, progress).run(resume)
+        if stop_at is not None and stop_at < 1:
+            raise ConfigError(f"stop_at: must be at least 1, got {stop_at}")
+        return _Trainer(config, info, device, progress, stop_at).run(resume)
     finally:
         if info.enabled and dist.is_initialized():
             dist.destroy_process_group()

@@ -14,6 +14,7 @@ EPILOG = """\
 examples:
   superres train --config configs/example_espcn_x2.yaml
   superres train --config configs/quality_x4.yaml --set optim.lr=2e-4 --resume
+  superres train --config configs/quality_x4.yaml --resume --stop-at 5000   # part of it
   torchrun --standalone --nproc_per_node 4 -m superres train --config configs/x.yaml
 """
 
@@ -34,6 +35,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in the output folder (starts it if it has no "
                              "training state yet)")  # fmt: skip
+    parser.add_argument("--stop-at", type=int, metavar="N",
+                        help="stop after iteration N of the config's schedule (which is not "
+                             "changed), with the state and weights saved there; --resume "
+                             "goes on from it")  # fmt: skip
     parser.add_argument("--print-config", action="store_true",
                         help="print the resolved config and exit")  # fmt: skip
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress output")
@@ -65,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         print(dump_config(config), end="")
         return EXIT_OK
     try:
-        train(config, resume=args.resume, progress=not args.quiet)
+        train(config, resume=args.resume, progress=not args.quiet, stop_at=args.stop_at)
     except ConfigError as exc:
         _error(str(exc))
         return EXIT_USAGE
