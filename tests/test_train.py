@@ -242,6 +242,12 @@ def test_init_from_grows_lafn_with_near_identity_blocks(tmp_path):
     assert len(skipped) == 2 * len(deep.blocks[0].state_dict())
     assert all(s.endswith("(not in file: its block starts near-identity)") for s in skipped)
     assert {s.split(".")[1] for s in skipped} == {"2", "3"}
+    # tensors of another shape are not the model's to start: they keep their own init
+    wide = create_model("lafn", scale=2, channels=24, n_blocks=2, reduced=8)
+    fresh = {k: v.clone() for k, v in wide.state_dict().items()}
+    loaded_wide, skipped_wide = train_state.init_from_checkpoint(wide, path)
+    assert not any("near-identity" in s for s in skipped_wide)
+    assert torch.equal(wide.blocks[1].conv3.weight, fresh["blocks.1.conv3.weight"])
     x = torch.rand(1, 3, 24, 24)
     ref, out = small(x), deep(x)
     assert (out - ref).abs().max() < 0.01 * ref.abs().max()

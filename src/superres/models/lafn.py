@@ -101,16 +101,16 @@ class LAFN(nn.Module):
         shallower one's weights) as near-identity maps, so the network begins as the one it
         grew from: the last 3x3 convolution zero (it learns first, from the block's input
         through conv1 and conv2), the 1x1 fusion the identity and the attention gate open
-        (sigmoid(8) = 0.9997, zero weights). Returns the indices of those blocks.
+        (sigmoid(8) = 0.9997, zero weights). Returns the names of the tensors it set.
 
         Args:
             names: Tensor names of this module that the weights did not provide.
         """
         missing = set(names)
-        grown = []
+        grown: list[str] = []
         for i, block in enumerate(self.blocks):
-            own = {f"blocks.{i}.{n}" for n, _ in block.named_parameters()}
-            if not own <= missing:
+            own = [f"blocks.{i}.{n}" for n in block.state_dict()]
+            if not set(own) <= missing:
                 continue
             block.conv3.weight.zero_()
             block.conv3.bias.zero_()
@@ -119,7 +119,7 @@ class LAFN(nn.Module):
             block.fuse.bias.zero_()
             block.attention.expand.weight.zero_()
             block.attention.expand.bias.fill_(8.0)
-            grown.append(i)
+            grown += own
         return grown
 
     def reconstruct(self, features: Tensor, x: Tensor) -> Tensor:

@@ -583,13 +583,13 @@ def train(
     import torch
     import torch.distributed as dist
 
+    if stop_at is not None and stop_at < 1:
+        raise ConfigError(f"stop_at: must be at least 1, got {stop_at}")
     threads = torch.get_num_threads()
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     info, device = setup_distributed(config)
     try:
-        if stop_at is not None and stop_at < 1:
-            raise ConfigError(f"stop_at: must be at least 1, got {stop_at}")
         return _Trainer(config, info, device, progress, stop_at).run(resume)
     finally:
         if info.enabled and dist.is_initialized():

@@ -60,7 +60,8 @@ def init_from_checkpoint(module: nn.Module, path: str | Path) -> tuple[list[str]
     ``path`` is an inference checkpoint or a training state (whose EMA weights are used).
 
     A model with an ``init_unloaded_(names)`` method (LAFN: blocks added to a shallower
-    network start as near-identity maps) initialises the tensors the file lacks itself.
+    network start as near-identity maps) may initialise the tensors the file lacks (not those
+    of another shape) itself; it returns the names it set.
 
     Returns:
         ``(loaded, skipped)``: tensor names loaded, and ``"name (reason)"`` for the module's
@@ -99,11 +100,12 @@ def init_from_checkpoint(module: nn.Module, path: str | Path) -> tuple[list[str]
             loaded.append(name)
     module.load_state_dict(state, strict=True)
     grow = getattr(module, "init_unloaded_", None)
-    if grow is not None and skipped:  # a model may start what the file lacks its own way
-        grown = {f"blocks.{i}." for i in grow([s.split(" ")[0] for s in skipped])}
+    absent = [s.split(" ")[0] for s in skipped if s.endswith("(not in file)")]
+    if grow is not None and absent:  # a model may start what the file lacks its own way
+        grown = set(grow(absent))
         skipped = [
             s.replace("(not in file)", "(not in file: its block starts near-identity)")
-            if s.startswith(tuple(grown)) else s
+            if s.split(" ")[0] in grown else s
             for s in skipped
         ]  # fmt: skip
     return loaded, skipped
