@@ -284,8 +284,24 @@ def _first_init(stage: dict) -> str | None:
 
 def _retrain_commands(metas: list[dict]) -> list[str]:
     """``superres train`` for every stage of the files, each after the run it starts from
-    (:func:`_retrain_configs`)."""
-    return [f"superres train --config {c}" for c in _retrain_configs(metas)]
+    (:func:`_retrain_configs`), with ``--stop-at`` where a stage was stopped before the end
+    of its schedule."""
+    stops = _stops(metas)
+    return [
+        f"superres train --config {c}" + (f" --stop-at {stops[c]}" if c in stops else "")
+        for c in _retrain_configs(metas)
+    ]
+
+
+def _stops(metas: list[dict]) -> dict[str, int]:
+    """``{config: iteration}`` for the stages of the files stopped before their schedule's end."""
+    stops = {}
+    for m in metas:
+        for stage in _stages_of(m.get("provenance", {})):
+            done, planned = stage.get("iterations"), stage.get("planned")
+            if done and planned and done < planned:
+                stops[stage["config_file"]] = done
+    return stops
 
 
 def retrain_plan(
@@ -298,16 +314,13 @@ def retrain_plan(
     files record it (None: it ran to the end). What ``tools/train_shipped.sh`` runs."""
     from superres.weights.checkpoint import read_checkpoint_metadata
 
-    metas, ships, stops = [], {}, {}
+    metas, ships = [], {}
     for name in names:
         for f in sorted(WEIGHTS.glob(f"{name}_x*.safetensors")):
             meta = read_checkpoint_metadata(f)
             metas.append(meta)
             ships[meta.get("provenance", {}).get("config_file")] = name
-            for stage in _stages_of(meta.get("provenance", {})):
-                done, planned = stage.get("iterations"), stage.get("planned")
-                if done and planned and done < planned:
-                    stops[stage["config_file"]] = done
+    stops = _stops(metas)
     return [(c, ships.get(c), stops.get(c)) for c in _retrain_configs(metas)]
 
 
