@@ -312,16 +312,21 @@ def retrain_plan(
     ships as (None: an earlier stage, or a run that another tier's chain starts from) and
     the iteration its run was stopped at before the end of its schedule, as the shipped
     files record it (None: it ran to the end). What ``tools/train_shipped.sh`` runs."""
-    from superres.weights.checkpoint import read_checkpoint_metadata
-
     metas, ships = [], {}
     for name in names:
-        for f in sorted(WEIGHTS.glob(f"{name}_x*.safetensors")):
-            meta = read_checkpoint_metadata(f)
+        for _, meta in _tier_files(name):
             metas.append(meta)
             ships[meta.get("provenance", {}).get("config_file")] = name
     stops = _stops(metas)
     return [(c, ships.get(c), stops.get(c)) for c in _retrain_configs(metas)]
+
+
+def _tier_files(name: str) -> list[tuple[Path, dict]]:
+    """The tier's shipped files with their metadata, by file name (x2, x3, x4)."""
+    from superres.weights.checkpoint import read_checkpoint_metadata
+
+    files = sorted(WEIGHTS.glob(f"{name}_x*.safetensors"))
+    return [(f, read_checkpoint_metadata(f)) for f in files]
 
 
 def _retrain_configs(metas: list[dict]) -> list[str]:
@@ -351,10 +356,9 @@ def _retrain_configs(metas: list[dict]) -> list[str]:
 
 def write_card(name: str) -> Path:
     from superres.models import get_model_spec
-    from superres.weights.checkpoint import read_checkpoint_metadata
 
-    files = sorted(WEIGHTS.glob(f"{name}_x*.safetensors"))
-    metas = [read_checkpoint_metadata(f) for f in files]
+    shipped = _tier_files(name)
+    files, metas = [f for f, _ in shipped], [m for _, m in shipped]
     if not metas:
         raise SystemExit(f"no weights named {name}")
     first = metas[0]

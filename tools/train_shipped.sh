@@ -45,23 +45,18 @@ for run in "${runs[@]}"; do
         exit 2
     fi
     echo "== $run ($(date -u +%H:%M))"
+    from=runs
     if [ ! -e "runs/$run" ] && [ -d "checkpoints/$run" ]; then
         do_ mkdir -p runs
         do_ cp -r "checkpoints/$run" "runs/$run"
-    fi
-    from=runs
-    if [ $dry -eq 1 ] && [ ! -e "runs/$run" ] && [ -d "checkpoints/$run" ]; then
-        from=checkpoints  # what the copy above would have made
+        if [ $dry -eq 1 ]; then from=checkpoints; fi  # what the copy would have made
     fi
     if [ -f "$from/$run/last.safetensors" ] && [ ! -f "$from/$run/state.safetensors" ]; then
         echo "   (over: $from/$run holds its final weights and no training state)"
     else
-        stop=${stops[$run]:--}
-        if [ "$stop" != "-" ]; then
-            do_ superres train --config "configs/$run.yaml" --resume -q --stop-at "$stop"
-        else
-            do_ superres train --config "configs/$run.yaml" --resume -q
-        fi
+        stop_args=()
+        if [ "${stops[$run]:--}" != "-" ]; then stop_args=(--stop-at "${stops[$run]}"); fi
+        do_ superres train --config "configs/$run.yaml" --resume -q "${stop_args[@]}"
     fi
     tier=${ships[$run]:--}
     if [ "$tier" != "-" ]; then

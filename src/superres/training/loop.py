@@ -514,12 +514,13 @@ class _Trainer:
 
     def summary(self, iteration: int, totals: list[float]) -> str:
         best = self.progress.best_psnr
-        text = f"done: {iteration} iterations in {self.elapsed():.0f} s; "
         if iteration < self.cfg.iterations:
             text = (
                 f"stopped at iteration {iteration} of {self.cfg.iterations} "
                 f"(--resume goes on) after {self.elapsed():.0f} s; "
             )
+        else:
+            text = f"done: {iteration} iterations in {self.elapsed():.0f} s; "
         if totals[1] > 0:
             text += f"waited for data {100 * totals[0] / totals[1]:.1f}% of the time; "
         if best is not None:
