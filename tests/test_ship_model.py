@@ -144,6 +144,12 @@ def test_card_retrains_every_run_after_the_runs_it_starts_from(card):
         if "--stop-at" in words:
             stop = int(words[words.index("--stop-at") + 1])
             assert 0 < stop < load_config(ship_model.REPO / words[3]).iterations, words
+    # every stage stopped early stops there, whichever tier's file records the stop (the
+    # codec tier starts from quality runs that were stopped)
+    stops = {c: s for c, _, s in ship_model.retrain_plan() if s}
+    for words in commands:
+        if words[3] in stops:
+            assert words[4:] == ["--stop-at", str(stops[words[3]])], words
     assert configs and len(configs) == len(set(configs))
     for i, config in enumerate(configs):
         init = load_config(ship_model.REPO / config).init_from

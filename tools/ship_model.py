@@ -285,8 +285,9 @@ def _first_init(stage: dict) -> str | None:
 def _retrain_commands(metas: list[dict]) -> list[str]:
     """``superres train`` for every stage of the files, each after the run it starts from
     (:func:`_retrain_configs`), with ``--stop-at`` where a stage was stopped before the end
-    of its schedule."""
-    stops = _stops(metas)
+    of its schedule (as any tier's shipped files record it: a chain may start from another
+    tier's run)."""
+    stops = _stops([*metas, *(m for name in TIERS for _, m in _tier_files(name))])
     return [
         f"superres train --config {c}" + (f" --stop-at {stops[c]}" if c in stops else "")
         for c in _retrain_configs(metas)
