@@ -6,7 +6,7 @@
 
 For each codec runs (in this process, exactly as the shell command would)::
 
-    superres rd --data DATA --codec C --scales 1,2,4 --models codec,lanczos \\
+    superres rd --data DATA --codec C --scales 1,2,3,4 --models codec,lanczos \\
         --bpp-window W --json OUT/rd_C.json --plot OUT/rd_C.png
 
 with the bpp windows of the compression issue (JPEG 0.1-0.4, WebP and AVIF 0.1-0.3; any
@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=default)
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "rd")
     parser.add_argument("--codecs", default=",".join(list_codecs()))
-    parser.add_argument("--scales", default="1,2,4")
+    parser.add_argument("--scales", default="1,2,3,4")
     parser.add_argument("--models", default=None, help="default: codec,lanczos (if shipped)")
     parser.add_argument("--threads", default=None)
     args = parser.parse_args()

@@ -397,11 +397,25 @@ def test_the_default_model_follows_the_input(tmp_path, name, options, lossy):
         np.testing.assert_array_equal(np.asarray(superres.upscale(im)), expected)
 
 
-def test_a_scale_the_decoded_input_tier_lacks_falls_back_to_quality(tmp_path):
+def test_every_scale_of_a_lossy_input_gets_the_decoded_input_tier(tmp_path):
     src = tmp_path / "in.jpg"
     PILImage.fromarray(_photo()).save(src, quality=75)
+    for scale in (2, 3, 4):
+        (result,) = list(
+            api.run_jobs(api.plan_jobs([src], tmp_path / f"o{scale}.png"), scale=scale)
+        )
+        assert result.model == f"codec x{scale}"
+
+
+def test_a_scale_the_decoded_input_tier_lacks_falls_back_to_quality(tmp_path, monkeypatch):
+    src = tmp_path / "in.jpg"
+    PILImage.fromarray(_photo()).save(src, quality=75)
+    shipped = zoo.shipped_weights()
+    without = [w for w in shipped if (w.name, w.scale) != ("codec", 3)]
+    assert len(without) == len(shipped) - 1
+    monkeypatch.setattr(zoo, "shipped_weights", lambda: without)
     (result,) = list(api.run_jobs(api.plan_jobs([src], tmp_path / "o.png"), scale=3))
-    assert result.model == "quality x3"  # no codec x3 is shipped
+    assert result.model == "quality x3"  # as if no codec x3 were shipped
     assert api.default_model_for(api.io.read_image(src), 2) == "codec"
     assert api.default_model_for(api.io.read_image(src), None, 3.5) == "codec"  # runs x4
     assert api.default_model_for(None) == "quality"
