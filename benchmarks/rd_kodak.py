@@ -11,9 +11,10 @@ For each codec runs (in this process, exactly as the shell command would)::
 
 with the bpp windows of the compression issue (JPEG 0.1-0.4, WebP and AVIF 0.1-0.3; any
 other codec 0.1-0.3), then
-prints one Markdown table of the BD-rates against the codec at full resolution. Takes
-6 to 7 minutes per codec on 2 CPU cores, 20 for the three (24 images x 13-14 qualities x 5
-curves; measured 371, 374 and 427 s for JPEG, WebP and AVIF).
+prints one Markdown table of the BD-rates against the codec at full resolution. 24 images x
+13-14 qualities x 7 curves per codec: measured 709 s for JPEG on 2 CPU cores of an AMD EPYC
+(with scales 1, 2 and 4, 5 curves, on a faster 2-core machine: 371, 374 and 427 s for JPEG,
+WebP and AVIF).
 """
 
 from __future__ import annotations
