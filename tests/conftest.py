@@ -48,3 +48,17 @@ def dataset(name: str) -> Path:
 @pytest.fixture
 def set5() -> Path:
     return dataset("Set5")
+
+
+def hide_shipped(monkeypatch: pytest.MonkeyPatch, name: str, scale: int) -> None:
+    """Make this installation look as if ``name`` x``scale`` were not shipped (for the
+    fallbacks and errors of an installation that lacks it), and forget the codec restorers
+    already loaded."""
+    from superres.codec import models as restorers
+    from superres.weights import zoo
+
+    shipped = zoo.shipped_weights()
+    without = [w for w in shipped if (w.name, w.scale) != (name, scale)]
+    assert len(without) == len(shipped) - 1, f"{name} x{scale} is not shipped"
+    monkeypatch.setattr(zoo, "shipped_weights", lambda: without)
+    monkeypatch.setattr(restorers, "_RESTORERS", {})

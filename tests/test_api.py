@@ -17,7 +17,7 @@ from superres.core import io
 from superres.models import create_model
 from superres.weights import zoo
 from superres.weights.checkpoint import save_checkpoint
-from tests.conftest import dataset
+from tests.conftest import dataset, hide_shipped
 
 SHIPPED = {(w.name, w.scale) for w in zoo.shipped_weights()}
 
@@ -410,10 +410,7 @@ def test_every_scale_of_a_lossy_input_gets_the_decoded_input_tier(tmp_path):
 def test_a_scale_the_decoded_input_tier_lacks_falls_back_to_quality(tmp_path, monkeypatch):
     src = tmp_path / "in.jpg"
     PILImage.fromarray(_photo()).save(src, quality=75)
-    shipped = zoo.shipped_weights()
-    without = [w for w in shipped if (w.name, w.scale) != ("codec", 3)]
-    assert len(without) == len(shipped) - 1
-    monkeypatch.setattr(zoo, "shipped_weights", lambda: without)
+    hide_shipped(monkeypatch, "codec", 3)
     (result,) = list(api.run_jobs(api.plan_jobs([src], tmp_path / "o.png"), scale=3))
     assert result.model == "quality x3"  # as if no codec x3 were shipped
     assert api.default_model_for(api.io.read_image(src), 2) == "codec"

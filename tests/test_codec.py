@@ -39,6 +39,7 @@ from superres.core import io
 from superres.core.metrics import psnr_rgb
 from superres.errors import ConfigError, DeviceError, ImageError, SuperresError
 from superres.weights import zoo
+from tests.conftest import hide_shipped
 
 CODECS = ("jpeg", "webp", "avif")
 PATTERN = Path(__file__).resolve().parents[1] / "examples" / "pattern.png"
@@ -298,15 +299,9 @@ def test_model_hash_mismatch_and_unknown_model():
 
 
 def test_missing_model_weights(monkeypatch):
-    from superres.codec import models as restorers
-    from superres.weights import zoo
-
     data = compress(_gradient(), scale=3, model="bicubic", quality=80)
     reserved = _with(data, model_id=4)  # a file made with the codec tier at x3
-    # an installation without the codec x3 weights (none loaded yet in this process)
-    shipped = [w for w in zoo.shipped_weights() if (w.name, w.scale) != ("codec", 3)]
-    monkeypatch.setattr(zoo, "shipped_weights", lambda: shipped)
-    monkeypatch.setattr(restorers, "_RESTORERS", {})
+    hide_shipped(monkeypatch, "codec", 3)  # an installation without the codec x3
     with pytest.raises(ContainerError, match="model 'codec' x3 .* has no such weights"):
         decompress(reserved)
 
