@@ -125,6 +125,15 @@ def test_rd_cli_writes_compressai_json_and_plot(tmp_path, capsys):
     assert PILImage.open(plot).size[0] > 300
 
 
+def test_rd_cli_default_scales_are_full_size_and_every_shipped_codec_scale():
+    from superres.weights import zoo
+
+    args = cli.build_parser().parse_args(["rd", "--data", "Kodak24"])
+    codec_scales = {w.scale for w in zoo.shipped_weights() if w.name == "codec"}
+    assert codec_scales == {2, 3, 4}
+    assert args.scales == [1, *sorted(codec_scales)]
+
+
 def test_rd_cli_usage_errors(tmp_path, capsys):
     assert cli.main(["rd", "--data", str(tmp_path / "nope")]) == 2
     assert "nope: not a folder" in capsys.readouterr().err

@@ -87,9 +87,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     rdp.add_argument("--data", required=True, metavar="DIR", help="folder of images (Kodak24)")
     rdp.add_argument("--codec", "-c", default="jpeg", choices=CodecChoices(), metavar="CODEC",
                      help="codec: %(choices)s (default %(default)s)")  # fmt: skip
-    rdp.add_argument("--scales", type=_int_list, default=[1, 2, 4],
+    rdp.add_argument("--scales", type=_int_list, default=[1, 2, 3, 4],
                      help="comma-separated scales; 1 (full size) is the reference "
-                          "(default 1,2,4)")  # fmt: skip
+                          "(default 1,2,3,4)")  # fmt: skip
     rdp.add_argument("--models", default=None,
                      help="comma-separated restorers for scales > 1 (default: the best shipped; "
                           "add lanczos to compare)")  # fmt: skip
