@@ -177,6 +177,9 @@ def test_retrain_plan_trains_every_run_after_its_init_and_ships_every_file():
     assert sorted(shipped) == sorted(f.name for f in ship_model.WEIGHTS.glob("*_x*.safetensors"))
     # the x4 stage that the quality x2 starts from was stopped there: a retrain stops there too
     assert ("configs/quality_x4_rescale.yaml", "quality", 12200) in plan
+    # so does the codec tier's plan alone, whose chain starts there (the stop is the quality
+    # tier's record)
+    assert ("configs/quality_x4_rescale.yaml", None, 12200) in ship_model.retrain_plan(("codec",))
 
 
 def test_train_shipped_dry_run_lists_the_plan():

@@ -285,9 +285,8 @@ def _first_init(stage: dict) -> str | None:
 def _retrain_commands(metas: list[dict]) -> list[str]:
     """``superres train`` for every stage of the files, each after the run it starts from
     (:func:`_retrain_configs`), with ``--stop-at`` where a stage was stopped before the end
-    of its schedule (as any tier's shipped files record it: a chain may start from another
-    tier's run)."""
-    stops = _stops([*metas, *(m for name in TIERS for _, m in _tier_files(name))])
+    of its schedule (:func:`_stops`)."""
+    stops = _stops(metas)
     return [
         f"superres train --config {c}" + (f" --stop-at {stops[c]}" if c in stops else "")
         for c in _retrain_configs(metas)
@@ -295,9 +294,11 @@ def _retrain_commands(metas: list[dict]) -> list[str]:
 
 
 def _stops(metas: list[dict]) -> dict[str, int]:
-    """``{config: iteration}`` for the stages of the files stopped before their schedule's end."""
+    """``{config: iteration}`` for the stages stopped before their schedule's end, as the files
+    ``metas`` or any tier's shipped files record them (a chain may start from another tier's
+    run, stopped where that tier's card says)."""
     stops = {}
-    for m in metas:
+    for m in [*metas, *(m for name in TIERS for _, m in _tier_files(name))]:
         for stage in _stages_of(m.get("provenance", {})):
             done, planned = stage.get("iterations"), stage.get("planned")
             if done and planned and done < planned:
@@ -312,7 +313,8 @@ def retrain_plan(
     trains each after the run it starts from: ``(config, tier, stop)``, with the tier it
     ships as (None: an earlier stage, or a run that another tier's chain starts from) and
     the iteration its run was stopped at before the end of its schedule, as the shipped
-    files record it (None: it ran to the end). What ``tools/train_shipped.sh`` runs."""
+    files record it (:func:`_stops`; None: it ran to the end). What
+    ``tools/train_shipped.sh`` runs."""
     metas, ships = [], {}
     for name in names:
         for _, meta in _tier_files(name):
