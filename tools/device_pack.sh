@@ -3,7 +3,9 @@
 # not carry: the training and validation images. The BSD sets travel as their compact JPEG
 # copies (which decode to exactly the PNGs), T91 as lossless WebP, Set5 as it is, into
 # .device/ (ignored through .git/info/exclude; about 38 MB: with the tree and one carried
-# training state, under the 64 MiB a device call carries).
+# training state, under the 64 MiB a device call carries). NO_T91=1 leaves T91 out (30 MB): the
+# configs of tools/device_sprint.py train on 64x64 LR patches, which at x4 (256 px of HR) skip
+# most of T91's small images anyway.
 #
 #   bash tools/device_pack.sh          # here, before the device call
 #   # then, with the CPU run paused and its state carried into checkpoints/RUN:
@@ -18,7 +20,7 @@ grep -qx '/.device/' .git/info/exclude 2>/dev/null || echo '/.device/' >> .git/i
 rm -rf .device
 mkdir -p .device/data
 cp -r "$data/Set5" .device/data/
-"${PYTHON:-python3}" - "$data/T91" .device/data/T91 <<'EOF'
+[ -n "${NO_T91:-}" ] || "${PYTHON:-python3}" - "$data/T91" .device/data/T91 <<'EOF'
 import sys
 from pathlib import Path
 

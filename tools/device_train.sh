@@ -61,6 +61,7 @@ EOF
 }
 
 stage_data || exit 2
+[ -z "${STAGE_ONLY:-}" ] || exit 0  # tools/device_sprint.py stages the images this way
 command -v nvidia-smi > /dev/null && nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 mkdir -p runs
 for carried in checkpoints/*/; do  # every carried run: a run may start from another's weights

@@ -62,6 +62,7 @@ def setup_distributed(config: TrainConfig) -> tuple[Dist, torch.device]:
             raise ConfigError(f"device: {str(exc).splitlines()[0]}") from None
     if device.type == "cuda":
         torch.cuda.set_device(device)
+        torch.backends.cudnn.benchmark = True  # training patches have one shape: tune once
     if info.enabled and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return info, device
