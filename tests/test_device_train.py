@@ -10,13 +10,16 @@ deadline and leave a resumable run folder in $OUT.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 from safetensors import safe_open
 
@@ -141,3 +144,49 @@ def test_refuses_without_runs_or_data(tree):
     shutil.rmtree(tree / ".device")
     result = run(tree, "10", "tiny")
     assert result.returncode == 2 and "no .device/data (tools/device_pack.sh)" in result.stderr
+
+
+def sprint(tree: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    shutil.copy(REPO / "tools" / "device_sprint.py", tree / "tools")
+    env = {**os.environ, "OUT": str(tree.parent / "out"), "PYTHON": sys.executable}
+    return subprocess.run(
+        [sys.executable, str(tree / "tools" / "device_sprint.py"), *args],
+        cwd=tree.parent, env=env, capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+
+
+def test_sprint_sizes_each_schedule_to_the_deadline_and_returns_one_tar_a_run(tree):
+    """tools/device_sprint.py: a probe measures each run's step rate, the run then trains
+    afresh on the schedule that rate fits before the deadline; a run whose config fails is
+    reported with its error and the others go on."""
+    (tree / "configs" / "broken.yaml").write_text(
+        CONFIG.format(name="broken", iterations=10).replace("seed: 5", "seeds: 5")
+    )
+    result = sprint(
+        tree, "--seconds", "50", "--probe", "60", "--probe-seconds", "25", "--margin", "8",
+        "--set", "val_every=100000", "--set", "checkpoint_every=200", "--set", "log_every=20",
+        "tiny_long", "broken",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "== broken: probe None it/s" in result.stdout
+    assert "seeds" in result.stdout  # the config error, from the probe's output
+    planned = re.search(r"== tiny_long: (\d+) iterations in at most", result.stdout)
+    assert planned, result.stdout
+    planned = int(planned.group(1))
+    assert planned >= 500 and planned % 100 == 0
+    out = tree.parent / "out"
+    assert sorted(p.name for p in out.iterdir()) == ["tiny_long.out", "tiny_long.tar"]
+    with tarfile.open(out / "tiny_long.tar") as tar:
+        names = sorted(tar.getnames())
+        config = yaml.safe_load(tar.extractfile("tiny_long/config.yaml"))
+        tar.extractall(tree.parent / "back", filter="data")
+    kept = ("config.yaml", "last.safetensors", "log.jsonl", "state.safetensors")
+    assert names == [f"tiny_long/{n}" for n in kept]
+    assert config["iterations"] == planned  # the schedule the run trained on
+    assert 0 < iteration(tree.parent / "back" / "tiny_long" / "state.safetensors") <= planned
+
+
+def test_sprint_with_no_run_that_starts_fails(tree):
+    result = sprint(tree, "--seconds", "30", "--probe-seconds", "15", "missing")
+    assert result.returncode == 1
+    assert "== missing: probe None it/s" in result.stdout

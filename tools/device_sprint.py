@@ -24,6 +24,7 @@ runs on the CPU (``--set`` passes overrides to every run, for a small trial ther
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -42,10 +43,8 @@ def log_lines(path: Path) -> list[dict]:
         return []
     lines = []
     for line in path.read_text().splitlines():
-        try:
+        with contextlib.suppress(json.JSONDecodeError):  # a line being written
             lines.append(json.loads(line))
-        except json.JSONDecodeError:  # a line being written
-            pass
     return lines
 
 
@@ -121,8 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     probe_deadline = min(deadline, time.time() + args.probe_seconds)
     procs = {}
     for run in args.runs:
-        sets = [f"output=runs/{run}_probe", f"iterations={args.probe}", "log_every=50",
-                "val_every=1000000", "checkpoint_every=1000000", "schedule.warmup=0", *common]  # fmt: skip
+        probe = [f"output=runs/{run}_probe", f"iterations={args.probe}", "log_every=50"]
+        probe += ["val_every=1000000", "checkpoint_every=1000000", "schedule.warmup=0"]
+        sets = probe + common  # common last: a --set of the caller wins
         procs[run] = launch(run, sets, logs / f"{run}_probe.out")
     wait_all(procs, probe_deadline)
     rates = {}
