@@ -184,6 +184,15 @@ def test_sprint_sizes_each_schedule_to_the_deadline_and_returns_one_tar_a_run(tr
     assert names == [f"tiny_long/{n}" for n in kept]
     assert config["iterations"] == planned  # the schedule the run trained on
     assert 0 < iteration(tree.parent / "back" / "tiny_long" / "state.safetensors") <= planned
+    # again on the same (warm) machine: the earlier run folder is moved aside, not lost
+    again = sprint(tree, "--seconds", "30", "--probe", "40", "--probe-seconds", "15",
+                   "--set", "val_every=100000", "--set", "log_every=20", "tiny_long")  # fmt: skip
+    assert again.returncode == 0, again.stdout + again.stderr
+    (aside,) = (tree / "runs").glob("tiny_long.before-*")
+    assert f"an earlier runs/tiny_long moved to runs/{aside.name}" in again.stdout
+    assert iteration(aside / "state.safetensors") == iteration(
+        tree.parent / "back" / "tiny_long" / "state.safetensors"
+    )
 
 
 def test_sprint_with_no_run_that_starts_fails(tree):

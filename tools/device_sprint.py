@@ -10,7 +10,8 @@ reaches beside the others is read from its log, and each run then starts afresh 
 margin), rounded down to hundreds. A run still going at the deadline is killed (its state is at
 most ``checkpoint_every`` iterations old; writes are atomic). Each run folder comes back as
 ``$OUT/RUN.tar`` (state, EMA weights, log, resolved config: the config records the iterations it
-ran with), one file a run, within the device tool's 8 files.
+ran with), one file a run, within the device tool's 8 files. A second call on a warm machine
+(which keeps ``runs/``) moves an earlier ``runs/RUN`` aside rather than refusing or deleting it.
 
     bash tools/device_pack.sh       # here: the training images into .device/
     # then: run(command="python3 tools/device_sprint.py --seconds 420 quality_x4_gpu fast_x4_gpu",
@@ -27,6 +28,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -115,6 +117,13 @@ def main(argv: list[str] | None = None) -> int:
     common = [f"data.workers={workers}", *args.sets]
     logs = ROOT / "runs"
     logs.mkdir(exist_ok=True)
+
+    for run in args.runs:  # a warm machine keeps runs/ between calls: start clean, lose nothing
+        shutil.rmtree(logs / f"{run}_probe", ignore_errors=True)  # the sprint's own scratch
+        if (logs / run).exists():
+            aside = logs / f"{run}.before-{time.strftime('%Y%m%d-%H%M%S')}"
+            (logs / run).rename(aside)
+            print(f"== {run}: an earlier runs/{run} moved to {aside.relative_to(ROOT)}", flush=True)
 
     # 1. the probe: every run at once, a few hundred iterations, to read its step rate
     probe_deadline = min(deadline, time.time() + args.probe_seconds)
