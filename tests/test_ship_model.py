@@ -9,6 +9,8 @@ shipped file it started from being replaced) and the card lists them all.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from superres.models import create_model
@@ -182,7 +184,8 @@ def test_retrain_plan_trains_every_run_after_its_init_and_ships_every_file():
     assert ("configs/quality_x4_rescale.yaml", None, 12200) in ship_model.retrain_plan(("codec",))
 
 
-def test_train_shipped_dry_run_lists_the_plan():
+def test_train_shipped_dry_run_lists_the_plan(tmp_path):
+    import shutil
     import subprocess
 
     script = ship_model.REPO / "tools" / "train_shipped.sh"
@@ -191,15 +194,40 @@ def test_train_shipped_dry_run_lists_the_plan():
     runs = [line.split()[1] for line in lines if line.startswith("== ")]
     plan = ship_model.retrain_plan()
     assert runs == [c.split("/")[1].removesuffix(".yaml") for c, _, _ in plan]
+    # a stopped run carried without its state is over: its final weights start the next runs
+    assert "(over: checkpoints/quality_x4_rescale holds its final weights" in out.stdout
+    ships = [line for line in lines if "tools/ship_model.py" in line]
+    assert len(ships) == len(list(ship_model.WEIGHTS.glob("*_x*.safetensors")))
+    # from scratch (no checkpoints/), each stopped run trains to where the shipped files say
+    tree = tmp_path / "repo"
+    (tree / "tools").mkdir(parents=True)
+    for name in ("train_shipped.sh", "ship_model.py"):
+        shutil.copy(ship_model.REPO / "tools" / name, tree / "tools")
+    shutil.copytree(ship_model.REPO / "configs", tree / "configs")
+    (tree / "src").symlink_to(ship_model.REPO / "src")
+    fresh = subprocess.run(["bash", tree / "tools" / "train_shipped.sh", "-n"],
+                           capture_output=True, text=True, check=True)  # fmt: skip
     stops = {c: stop for c, _, stop in plan if stop}
-    stopped = [line.split() for line in lines if "--stop-at" in line]
+    stopped = [line.split() for line in fresh.stdout.splitlines() if "--stop-at" in line]
     assert stopped and all(int(w[-1]) == stops[w[3]] for w in stopped), stopped
     assert (
         "superres train --config configs/quality_x4_rescale.yaml --resume -q --stop-at 12200"
-        in out.stdout
+        in fresh.stdout
     )
-    ships = [line for line in lines if "tools/ship_model.py" in line]
-    assert len(ships) == len(list(ship_model.WEIGHTS.glob("*_x*.safetensors")))
     bad = subprocess.run(["bash", script, "-n", "no_such_run"], capture_output=True, text=True)
     assert bad.returncode == 2
     assert bad.stderr.strip() == "train_shipped.sh: configs/no_such_run.yaml: no such config"
+
+
+def test_a_run_from_a_shipped_file_names_the_run_that_made_it():
+    """A shipped file is its run's final EMA: a run started from it (and possibly shipped in
+    its place) records that run, so its card and retrain plan outlive the file."""
+    meta = read_checkpoint_metadata(ship_model.WEIGHTS / "quality_x2.safetensors")
+    run = f"runs/{Path(meta['provenance']['config_file']).stem}/last.safetensors"
+    assert ship_model._shipped_run("src/superres/weights/quality_x2.safetensors") == run
+    assert ship_model._shipped_run("runs/quality_x2_long/last.safetensors") is None
+    assert ship_model._shipped_run(None) is None
+    # a re-parameterised training form is the kind of the plain network it ships as
+    rep, plain = ({"model": {"arch": a}, "data": {}} for a in ("plainsr_rep", "plainsr"))
+    assert ship_model._kind(rep) == ship_model._kind(plain)
+    assert ship_model._kind(rep) != ship_model._kind({"model": {"arch": "lafn"}, "data": {}})

@@ -145,6 +145,10 @@ def ship(run: Path, name: str, config: Path, allow_partial: bool = False) -> Pat
         stages = earlier_stages(cfg.get("init_from"), model.scale, kind=_kind(cfg))
     if stages:  # later stages of one model: record every earlier one (the card states them all)
         prov["stages"] = stages
+    run_of = _shipped_run(cfg.get("init_from"))
+    if run_of:  # a shipped file is its run's final EMA: name the run, which outlives the file
+        prov["config"] = {**cfg, "init_from": run_of}
+        prov["init_from_shipped"] = cfg["init_from"]
     WEIGHTS.mkdir(parents=True, exist_ok=True)
     save_checkpoint(
         out,
@@ -160,6 +164,21 @@ def ship(run: Path, name: str, config: Path, allow_partial: bool = False) -> Pat
     print(result.table())
     write_card(name)
     return out
+
+
+def _shipped_run(weights: str | None) -> str | None:
+    """``runs/RUN/last.safetensors`` for a shipped weights file (``src/superres/weights/...``)
+    that records ``configs/RUN.yaml`` as its config: the same tensors, named by the run, so a
+    card and a retrain still find them once the file is replaced (a run that started from
+    the shipped ``fast_x4.safetensors`` and now ships as it). None for anything else."""
+    if not weights or Path(weights).parent != WEIGHTS.relative_to(REPO):
+        return None
+    from superres.weights.checkpoint import read_checkpoint_metadata
+
+    path = REPO / weights
+    config = read_checkpoint_metadata(path).get("provenance", {}).get("config_file") if (
+        path.is_file()) else None  # fmt: skip
+    return f"runs/{Path(config).stem}/last.safetensors" if config else None
 
 
 def _run_config(weights: str) -> str | None:
@@ -206,8 +225,9 @@ def _kind(cfg: dict) -> tuple:
     """What a run trains, as far as stages go: its architecture and whether its LR went
     through a codec. A run of another kind (the codec tier from the quality tier, the burst
     network from a single-image network) starts a chain, as another scale does."""
+    arch = cfg.get("model", {}).get("arch") or ""
     return (
-        cfg.get("model", {}).get("arch"),
+        arch.removesuffix("_rep"),  # a re-parameterised training form ships as its plain arch
         bool(cfg.get("data", {}).get("degrade", {}).get("codecs")),
     )
 
