@@ -112,18 +112,31 @@ def test_peers_are_skipped_cleanly_without_cv2(tmp_path, monkeypatch, capsys):
 
 @pytest.mark.skipif(not _has_dnn_superres(), reason="needs cv2 with dnn_superres")
 def test_opencv_peers_are_measured(tmp_path):
-    source = PEERS / "ESPCN_x2.pb"
+    source = PEERS / f"ESPCN_x{SCALE}.pb"  # at the scale MODEL is shipped at
     if not source.is_file():
         pytest.skip(f"{source} not found")
     peers = tmp_path / "peers"
     peers.mkdir()
-    (peers / "ESPCN_x2.pb").symlink_to(source)  # FSRCNN_x2.pb is missing on purpose
-    report = bench.run_bench([MODEL] if SHIPPED else ["bicubic"], [2], (32, 24), threads=1,
-                             repeats=1, matmul_size=64, peers=peers)  # fmt: skip
+    (peers / source.name).symlink_to(source)  # FSRCNN is missing on purpose
+    report = bench.run_bench([MODEL], [SCALE], (32, 24), threads=1, repeats=1, matmul_size=64,
+                             peers=peers)  # fmt: skip
     opencv = [r for r in report.results if r.kind == "opencv"]
     assert [r.method for r in opencv] == ["opencv-espcn"]
-    assert opencv[0].output_size == (64, 48) and opencv[0].gflops is None
-    assert [(s["method"], s["scale"]) for s in report.skipped] == [("opencv-fsrcnn", 2)]
+    assert opencv[0].output_size == (32 * SCALE, 24 * SCALE) and opencv[0].gflops is None
+    assert [(s["method"], s["scale"]) for s in report.skipped] == [("opencv-fsrcnn", SCALE)]
+
+
+@pytest.mark.skipif(not _has_dnn_superres(), reason="needs cv2 with dnn_superres")
+def test_a_peer_file_opencv_cannot_read_is_a_skipped_peer(tmp_path):
+    peers = tmp_path / "peers"
+    peers.mkdir()
+    (peers / f"ESPCN_x{SCALE}.pb").write_bytes(b"not a graph")
+    report = bench.run_bench([MODEL], [SCALE], (32, 24), threads=1, repeats=1, matmul_size=64,
+                             peers=peers)  # fmt: skip
+    assert not [r for r in report.results if r.kind == "opencv"]
+    (espcn,) = [s for s in report.skipped if s["method"] == "opencv-espcn"]
+    assert f"cannot read {peers / f'ESPCN_x{SCALE}.pb'}: " in espcn["reason"]
+    assert "\n" not in espcn["reason"]
 
 
 @pytest.mark.parametrize(

@@ -407,6 +407,14 @@ def write_card(name: str) -> Path:
                 m.get("provenance", {}).get("config", {}).get("data", {}).get("val") for m in metas
             )
             else "No validation set was used; the shipped weights are the final EMA weights."
+        )
+        + "".join(
+            f" The x{m['scale']} weights were trained as `{arch}` "
+            f"({get_model_spec(arch).description}) and exported in their deployed "
+            f"`{m['arch']}` form: the same inference cost."
+            for m in metas
+            if (arch := m.get("provenance", {}).get("config", {}).get("model", {}).get("arch"))
+            and arch != m["arch"]
         ),
         "",
         "| scale | file | params | FLOPs / output px | iterations | batch x LR patch | "

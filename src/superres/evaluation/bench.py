@@ -512,7 +512,14 @@ def _upscalers(
                                 "reason": f"{path} not found"})  # fmt: skip
                 continue
             sr = cv2.dnn_superres.DnnSuperResImpl_create()
-            sr.readModel(str(path))
+            try:
+                sr.readModel(str(path))
+            except cv2.error as exc:  # e.g. an OpenCV build that cannot read TensorFlow .pb
+                reason = str(exc).strip().splitlines()[-1].strip()
+                skipped.append({"method": f"opencv-{algorithm}", "scale": scale,
+                                "reason": f"OpenCV {cv2.__version__} cannot read {path}: "
+                                          f"{reason}"})  # fmt: skip
+                continue
             sr.setModel(algorithm, scale)
             upscalers.append(_Upscaler(f"opencv-{algorithm}", "opencv", "opencv", scale,
                                        lambda sr=sr: sr.upsample(bgr)))  # fmt: skip
