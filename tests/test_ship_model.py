@@ -9,6 +9,7 @@ shipped file it started from being replaced) and the card lists them all.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -231,3 +232,17 @@ def test_a_run_from_a_shipped_file_names_the_run_that_made_it():
     rep, plain = ({"model": {"arch": a}, "data": {}} for a in ("plainsr_rep", "plainsr"))
     assert ship_model._kind(rep) == ship_model._kind(plain)
     assert ship_model._kind(rep) != ship_model._kind({"model": {"arch": "lafn"}, "data": {}})
+
+
+@pytest.mark.parametrize("tier", sorted(ship_model.TIERS))
+def test_card_names_the_training_sets_of_each_scale(tier):
+    """A tier whose files were trained on different sets says which scale used which."""
+    files = ship_model._tier_files(tier)
+    card = (ship_model.WEIGHTS / f"{tier}.md").read_text()
+    data = {m["scale"]: " + ".join(m["provenance"]["train_data"]) for _, m in files}
+    if len(set(data.values())) == 1:
+        assert f"on {next(iter(data.values()))} " in card
+    else:
+        for scale, sets in data.items():
+            named = re.search(rf"{re.escape(sets)} \([^)]*\) at (x\d(?: and x\d)*)", card)
+            assert named and f"x{scale}" in named.group(1).split(" and "), (scale, sets)

@@ -387,12 +387,22 @@ def write_card(name: str) -> Path:
     first = metas[0]
     spec = get_model_spec(first["arch"])
     source = spec.builder.__module__.replace(".", "/")
-    used = list(
-        dict.fromkeys(d for m in metas for d in m.get("provenance", {}).get("train_data", []))
-    )
-    data = " + ".join(used) + (
-        f" ({TRAINING_SETS[frozenset(used)]})" if frozenset(used) in TRAINING_SETS else ""
-    )
+
+    def named(sets: list[str]) -> str:
+        known = TRAINING_SETS.get(frozenset(sets))
+        return " + ".join(sets) + (f" ({known})" if known else "")
+
+    by_data: dict[tuple[str, ...], list[int]] = {}  # the training sets -> the scales on them
+    for m in metas:
+        sets = tuple(dict.fromkeys(m.get("provenance", {}).get("train_data", [])))
+        by_data.setdefault(sets, []).append(m["scale"])
+    if len(by_data) == 1:
+        data = named(list(next(iter(by_data))))
+    else:  # the scales of a tier trained on different sets: each named with its scales
+        data = " and ".join(
+            f"{named(list(sets))} at {' and '.join(f'x{x}' for x in scales)}"
+            for sets, scales in by_data.items()
+        )
     lines = [
         f"# `{name}`: {TIERS.get(name, first['arch'])}",
         "",
