@@ -25,8 +25,6 @@ runs on the CPU (``--set`` passes overrides to every run, for a small trial ther
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
 import os
 import shutil
 import signal
@@ -37,22 +35,25 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))  # the package, as the runs it starts import it
 KEEP = ("state.safetensors", "last.safetensors", "log.jsonl", "config.yaml")
 
 
-def log_lines(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    lines = []
-    for line in path.read_text().splitlines():
-        with contextlib.suppress(json.JSONDecodeError):  # a line being written
-            lines.append(json.loads(line))
-    return lines
+def run_log(path: Path):
+    """The training log at ``path`` (``superres.training.curves.read_log``); None if none yet."""
+    from superres.errors import ConfigError
+    from superres.training.curves import read_log
+
+    try:
+        return read_log(path)
+    except ConfigError:  # not written yet, or the run failed before its first line
+        return None
 
 
 def step_rate(log: Path) -> float | None:
     """Iterations a second between the first and the last training line of ``log``."""
-    steps = [r for r in log_lines(log) if "elapsed" in r and "loss" in r]
+    entries = run_log(log)
+    steps = [r for r in entries.steps if "elapsed" in r] if entries else []
     if len(steps) < 2 or steps[-1]["elapsed"] <= steps[0]["elapsed"]:
         return None
     return (steps[-1]["iteration"] - steps[0]["iteration"]) / (
@@ -160,13 +161,11 @@ def main(argv: list[str] | None = None) -> int:
     # 3. what comes back
     for run, code in codes.items():
         folder = logs / run
-        lines = log_lines(folder / "log.jsonl")
-        vals = [
-            (r["iteration"], round(next(iter(r["val"].values()))["psnr"], 3))
-            for r in lines
-            if r.get("val")
-        ]
-        last = max((r["iteration"] for r in lines if "iteration" in r), default=0)
+        log = run_log(folder / "log.jsonl")
+        val_set = log.datasets()[0] if log and log.datasets() else "val"
+        its, psnrs = log.val_series(val_set) if log else ([], [])
+        vals = [(it, round(psnr, 3)) for it, psnr in zip(its, psnrs, strict=True)]
+        last = max((r["iteration"] for r in log.steps), default=0) if log else 0
         state = (
             "finished"
             if code == 0
@@ -175,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
             else f"failed ({code})"
         )
         print(
-            f"== {run}: {state} at iteration {last} of {planned[run]}; Set5 {vals[-12:]}",
+            f"== {run}: {state} at iteration {last} of {planned[run]}; {val_set} {vals[-12:]}",
             flush=True,
         )
         if code not in (0, None):
