@@ -522,6 +522,12 @@ def test_quantise_rounds_half_up_and_clips(dtype) -> None:
     got = pixels.quantise(values.clone(), peak, np.dtype(dtype))
     assert got.dtype == dtype
     assert np.array_equal(got, reference)
+    # written in place into a view of a larger array (the engine's output rows)
+    target = np.full((3, values.numel()), 7, dtype=dtype)
+    row = target[1]
+    assert pixels.quantise(values.clone(), peak, np.dtype(dtype), out=row) is row
+    assert np.array_equal(target[1], reference)
+    assert (target[0] == 7).all() and (target[2] == 7).all()
 
 
 def test_allocator_tuning_can_be_turned_off() -> None:
