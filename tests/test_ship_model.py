@@ -71,6 +71,31 @@ def test_stages_follow_init_from_within_one_scale(chain):
         ship_model.earlier_stages("runs/gone/last.safetensors", 4, root=chain)
 
 
+def test_a_stage_started_from_a_training_state_is_its_runs_stage(tmp_path):
+    """``init_from: runs/RUN/state.safetensors`` (a re-parameterised model continued with its
+    training-time branches) is the stage of RUN that ``runs/RUN/last.safetensors`` (the EMA
+    weights of the same iteration) records, stopped where the state was."""
+    import safetensors.torch
+    import torch
+
+    from superres.training.state import STATE_FORMAT
+
+    _weights(tmp_path / "runs/a/last.safetensors", 4, _run("a", 400, 90.0, None, planned=1000))
+    state = tmp_path / "runs/a/state.safetensors"
+    meta = {"format": STATE_FORMAT, "iteration": "400"}
+    safetensors.torch.save_file({"ema.w": torch.zeros(1)}, str(state), metadata=meta)
+    stages = ship_model.earlier_stages("runs/a/state.safetensors", 4, root=tmp_path)
+    assert [(s["config_file"], s["iterations"], s["planned"]) for s in stages] == [
+        ("configs/a.yaml", 400, 1000)
+    ]
+    # the run went on past its EMA weights file (or the other way round): no stage is guessed
+    safetensors.torch.save_file(
+        {"ema.w": torch.zeros(1)}, str(state), metadata={**meta, "iteration": "600"}
+    )
+    with pytest.raises(SystemExit, match="a training state of iteration 600, but .* iteration 400"):
+        ship_model.earlier_stages("runs/a/state.safetensors", 4, root=tmp_path)
+
+
 def test_a_run_of_another_kind_starts_the_chain(tmp_path):
     """The codec tier fine-tuned from a quality run of the same scale (and architecture) has
     its own stages only: the quality run is its init, not its first stage."""

@@ -252,6 +252,10 @@ def earlier_stages(
     path = root / init_from
     if not path.is_file():
         sys.exit(f"{init_from}: the weights this run started from are missing (restore them)")
+    weights = _state_weights(path)
+    if weights is not None:  # a run's training state: its EMA weights file records the stage
+        init_from = weights.relative_to(root).as_posix()
+        path = weights
     meta = read_checkpoint_metadata(path)
     prov = meta.get("provenance", {})
     if meta.get("scale") != scale or "iterations" not in prov:
@@ -262,6 +266,36 @@ def earlier_stages(
     if before is None:
         before = earlier_stages(prov.get("config", {}).get("init_from"), scale, root, kind)
     return [*before, _stage(prov, prov.get("config_file") or _run_config(init_from))]
+
+
+def _state_weights(path: Path) -> Path | None:
+    """For a training state (``runs/RUN/state.safetensors``, which ``init_from`` may name to
+    keep a re-parameterised model's extra branches), the run's EMA weights of the same
+    iteration (``runs/RUN/last.safetensors``, whose provenance the cards read); None for
+    weights. Exits when the two files are of different iterations (the run went on)."""
+    import safetensors
+
+    from superres.training.state import STATE_FORMAT
+
+    with safetensors.safe_open(str(path), framework="pt") as file:
+        meta = file.metadata() or {}
+    if meta.get("format") != STATE_FORMAT:
+        return None
+    from superres.weights.checkpoint import read_checkpoint_metadata
+
+    weights = path.with_name("last.safetensors")
+    state_iteration = int(meta.get("iteration", -1))
+    done = (
+        read_checkpoint_metadata(weights).get("provenance", {}).get("iterations")
+        if weights.is_file()
+        else None
+    )
+    if done != state_iteration:
+        sys.exit(
+            f"{path}: a training state of iteration {state_iteration}, but {weights} "
+            f"holds {'no weights' if done is None else f'iteration {done}'}"
+        )
+    return weights
 
 
 def _config_init(config: Path) -> str | None:

@@ -60,8 +60,8 @@ class PlainSR(nn.Module):
         n, c, h, w = x.shape
         s = self.scale
         res = x[:, :, None, None]  # (n, c, 1, 1, h, w)
-        if torch.is_grad_enabled():
-            f = (f.unflatten(1, (c, s, s)) + res).flatten(1, 3)
-        else:
-            f.unflatten(1, (c, s, s)).add_(res)
-        return F.pixel_shuffle(f, s)
+        y = f.unflatten(1, (c, s, s))
+        # in place without autograd; the sum is used (not f), so that a traced graph (ONNX
+        # export) carries the addition
+        y = y + res if torch.is_grad_enabled() else y.add_(res)
+        return F.pixel_shuffle(y.flatten(1, 3), s)
