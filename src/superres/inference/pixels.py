@@ -257,20 +257,16 @@ def quantise(x: Tensor, peak: float, dtype: np.dtype, out: np.ndarray | None = N
     """A [0, 1] float tensor as a ``dtype`` array of levels 0..peak (:func:`to_levels`).
 
     With ``out`` (a writable array of ``x``'s shape and ``dtype``) the levels are written
-    there and ``out`` is returned. For 8 bits the float-to-byte copy does the rounding's
-    floor (truncation equals floor on the clamped, non-negative values) and writes ``out``
-    directly: two passes over the float data fewer than ``to_levels`` and a byte copy.
+    there and ``out`` is returned; 8-bit levels go in by one float-to-byte copy (exact: they
+    are whole numbers), with no intermediate byte tensor or second copy.
     """
-    if dtype == np.uint8:
-        levels = (x * peak).add_(0.5).clamp_(0, peak)  # to_levels without its floor
-        if out is None:
-            return levels.to(torch.uint8).cpu().numpy()
-        torch.from_numpy(out).copy_(levels)
-        return out
-    q = to_levels(x, 16).to(torch.int32).cpu().numpy().astype(dtype)
+    levels = to_levels(x, 8 if dtype == np.uint8 else 16)
     if out is None:
-        return q
-    out[...] = q
+        out = np.empty(tuple(x.shape), dtype=dtype)
+    if dtype == np.uint8:
+        torch.from_numpy(out).copy_(levels)
+    else:
+        out[...] = levels.to(torch.int32).cpu().numpy()
     return out
 
 
