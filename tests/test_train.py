@@ -96,6 +96,7 @@ def test_config_validation_and_overrides(tmp_path, folders):
         "optim.betas=[0.9]": r"optim.betas: expected list of 2 float",
         "model.arch=nope": r"model.arch: unknown model 'nope'",
         "ema.decay=1": r"ema.decay: must be in \[0, 1\)",
+        "loss.luma_weight=1.5": r"loss.luma_weight: must be in \[0, 1\], got 1.5",
         "data.train=[]": r"data.train: give at least one folder",
         "data.rescale=[0.5,0.5]": r"data.rescale: factors must be distinct and in \(0, 1\)",
         "data.rescale=[1.2]": r"data.rescale: factors must be distinct and in \(0, 1\)",
@@ -154,6 +155,17 @@ def test_schedules_and_losses(tmp_path, folders):
     charbonnier = config_from_dict(base_config(folders, tmp_path, loss={"name": "charbonnier"}))
     assert losses.make_loss(charbonnier.loss)(sr, hr).item() == pytest.approx(0.5, abs=1e-5)
     assert losses.make_loss(charbonnier.loss)(hr, hr).item() == pytest.approx(1e-3)
+    # luma_weight: that share of the loss is taken on BT.601 luma (the evaluated channel)
+    rgb_hr = torch.full((2, 3, 4, 4), 0.5)
+    grey = torch.zeros_like(rgb_hr)  # luma differs by 0.5 * 219 / 255, every channel by 0.5
+    # same luma, other colour: R and B up, G down so that 65.481 dR + 24.966 dB = -128.553 dG
+    tint = rgb_hr + torch.tensor([0.1, -0.1 * (65.481 + 24.966) / 128.553, 0.1]).view(1, 3, 1, 1)
+    for w in (0.0, 0.5, 1.0):
+        luma = config_from_dict(base_config(folders, tmp_path, loss={"luma_weight": w})).loss
+        loss = losses.make_loss(luma)
+        assert loss(grey, rgb_hr).item() == pytest.approx((1 - w) * 0.5 + w * 0.5 * 219 / 255)
+        expected = (1 - w) * tint.sub(rgb_hr).abs().mean().item()
+        assert loss(tint, rgb_hr).item() == pytest.approx(expected, abs=1e-6)
 
 
 # --------------------------------------------------------------------------- the loop

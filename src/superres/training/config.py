@@ -202,10 +202,13 @@ class LossConfig:
     Attributes:
         name: ``l1``, ``mse`` or ``charbonnier`` (``sqrt((sr - hr)^2 + eps^2)``).
         eps: Charbonnier's epsilon.
+        luma_weight: share of the loss taken on the BT.601 luma (the channel the evaluator
+            scores) instead of RGB, in [0, 1]; 0: RGB only.
     """
 
     name: Literal["l1", "mse", "charbonnier"] = "l1"
     eps: float = 1e-3
+    luma_weight: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -462,6 +465,10 @@ def _check_semantics(cfg: TrainConfig) -> None:
     need(b.jitter >= 0, f"data.burst.jitter: must be >= 0, got {b.jitter}")
     need(b.noise >= 0, f"data.burst.noise: must be >= 0, got {b.noise}")
     need(b.val_frames >= 1, f"data.burst.val_frames: must be >= 1, got {b.val_frames}")
+    need(
+        0 <= cfg.loss.luma_weight <= 1,
+        f"loss.luma_weight: must be in [0, 1], got {cfg.loss.luma_weight}",
+    )
     o = cfg.optim
     need(o.lr > 0, f"optim.lr: must be > 0, got {o.lr}")
     need(all(0 <= b < 1 for b in o.betas), f"optim.betas: must be in [0, 1), got {o.betas}")

@@ -14,17 +14,34 @@ __all__ = ["make_loss"]
 
 
 def make_loss(config: LossConfig) -> Callable[[Tensor, Tensor], Tensor]:
-    """The pixel loss ``f(sr, hr) -> scalar`` (mean over all elements)."""
+    """The pixel loss ``f(sr, hr) -> scalar`` (mean over all elements).
+
+    With ``config.luma_weight`` w > 0 the loss is ``(1 - w) f(sr, hr) + w f(Y(sr), Y(hr))``,
+    Y the BT.601 luma the evaluator scores (:func:`superres.core.metrics.rgb_to_y`, here on the
+    0..1 scale) of RGB patches.
+    """
     import torch
     from torch import nn
 
     if config.name == "l1":
-        return nn.functional.l1_loss
-    if config.name == "mse":
-        return nn.functional.mse_loss
-    eps2 = config.eps**2
+        pixel = nn.functional.l1_loss
+    elif config.name == "mse":
+        pixel = nn.functional.mse_loss
+    else:
+        eps2 = config.eps**2
 
-    def charbonnier(sr: Tensor, hr: Tensor) -> Tensor:
-        return torch.sqrt((sr - hr).square() + eps2).mean()
+        def pixel(sr: Tensor, hr: Tensor) -> Tensor:
+            return torch.sqrt((sr - hr).square() + eps2).mean()
 
-    return charbonnier
+    w = config.luma_weight
+    if w == 0:
+        return pixel
+    from superres.core.metrics import rgb_to_y
+
+    def luma(x: Tensor) -> Tensor:
+        return rgb_to_y(x) / 255.0 if x.shape[1] == 3 else x
+
+    def weighted(sr: Tensor, hr: Tensor) -> Tensor:
+        return (1 - w) * pixel(sr, hr) + w * pixel(luma(sr), luma(hr))
+
+    return weighted
