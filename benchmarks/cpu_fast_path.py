@@ -5,10 +5,10 @@
 
 For each model, in one child process per allocator setting (the malloc tuning is
 process-wide and permanent, so it cannot be undone inside one process), the median latency
-of: the bare module in NCHW; the bare module in channels-last; PlainSR's former tails where
-they apply (``repeat_interleave`` + ``PixelShuffle`` in NCHW; a broadcast add and a permuted
-copy in channels-last, which ATen's channels-last ``pixel_shuffle`` replaced); and the whole
-engine path
+of: the bare module in NCHW; the bare module in channels-last; PlainSR's other tails where
+they apply (its first one, ``repeat_interleave`` + ``PixelShuffle`` in NCHW; ATen's
+``pixel_shuffle`` after the broadcast add in channels-last, which writes NCHW and was slower
+than the module's permuted copy); and the whole engine path
 (``engine.upscale_array``: uint8 in, uint8 out), which is what ``superres upscale`` and
 ``superres bench`` run. Prints a table of milliseconds and the speed-up of each row over
 the first one (bare NCHW module, allocator untouched).
@@ -62,13 +62,11 @@ def _child(models: list[tuple[str, int]], size: tuple[int, int], threads: int, r
             row["module_channels_last"] = median(lambda m=module: m(x_cl))
             if "module_nchw_old_tail" in row:
 
-                def permuted_tail(inp, m=module, s=scale):  # the tail before pixel_shuffle
+                def shuffle_tail(inp, m=module, s=scale):  # broadcast add, ATen's pixel_shuffle
                     f = m.body(inp).unflatten(1, (3, s, s)).add_(inp[:, :, None, None])
-                    n, _, h, w = inp.shape
-                    y = f.permute(0, 4, 2, 5, 3, 1).reshape(n, h * s, w * s, 3)
-                    return y.permute(0, 3, 1, 2)
+                    return nn.functional.pixel_shuffle(f.flatten(1, 3), s)
 
-                row["module_cl_permuted_tail"] = median(lambda: permuted_tail(x_cl))
+                row["module_cl_pixel_shuffle_tail"] = median(lambda: shuffle_tail(x_cl))
         row["engine"] = median(lambda m=model: engine.upscale_array(pixels, m))
         results.append(row)
     print(json.dumps(results))
@@ -98,7 +96,7 @@ def main() -> None:
     print(f"{'model':12s} {'path':26s} {'malloc as is':>13s} {'tuned malloc':>13s}")
     for model, by_flag in rows.items():
         base = by_flag[False]["module_nchw"]
-        keys = ("module_nchw", "module_nchw_old_tail", "module_cl_permuted_tail")
+        keys = ("module_nchw", "module_nchw_old_tail", "module_cl_pixel_shuffle_tail")
         for key in (*keys, "module_channels_last", "engine"):
             if key not in by_flag[False]:
                 continue

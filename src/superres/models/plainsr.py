@@ -14,7 +14,6 @@ fastest.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from superres.models.registry import register_model
@@ -53,13 +52,18 @@ class PlainSR(nn.Module):
         # Same result as shuffle(body(x) + repeat_interleave(x, s*s, dim=1)) without the
         # repeated copy of x: channel c*s*s + i*s + j of the body output at LR pixel (y, x)
         # is output pixel (c, y*s + i, x*s + j) (PixelShuffle's order), so the residual
-        # broadcasts over (i, j). ATen's pixel_shuffle keeps a channels-last input
-        # channels-last and moves the pixels faster than a permuted copy (640x480 at x4 on
-        # 2 cores: 14 ms against 23 ms).
+        # broadcasts over (i, j); then one permuted copy moves the pixels. A channels-last
+        # input gives a channels-last output (a row-major H x W x C image in memory, which
+        # the engine turns into bytes without another transpose): ATen's pixel_shuffle
+        # writes NCHW, and its output and the transpose into bytes took 85-91 ms against
+        # 36-37 ms for this copy (640x480 x4, 2 cores, benchmarks/cpu_fast_path.py).
+        n, c, h, w = x.shape
         s = self.scale
         res = x[:, :, None, None]  # (n, c, 1, 1, h, w)
-        y = self.body(x).unflatten(1, (x.shape[1], s, s))
-        # in place without autograd; the sum is used (not f), so that a traced graph (ONNX
-        # export) carries the addition
+        y = self.body(x).unflatten(1, (c, s, s))  # (n, c, s, s, h, w)
+        # in place without autograd; the sum is used (not the body's output), so that a
+        # traced graph (ONNX export) carries the addition
         y = y + res if torch.is_grad_enabled() else y.add_(res)
-        return F.pixel_shuffle(y.flatten(1, 3), s)
+        if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+            return y.permute(0, 4, 2, 5, 3, 1).reshape(n, h * s, w * s, c).permute(0, 3, 1, 2)
+        return y.permute(0, 1, 4, 2, 5, 3).reshape(n, c, h * s, w * s)
