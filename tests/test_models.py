@@ -446,6 +446,31 @@ def test_reparameterised_fast_tier_deploys_as_plainsr_with_the_same_output(scale
         ).abs().max() < 1e-5
 
 
+def test_a_1x1_tail_deploys_tiles_exactly_and_costs_less() -> None:
+    """tail_kernel=1: the rep form's plain 1x1 tail deploys as plainsr's, the receptive field
+    shrinks by one pixel and still bounds what tiles need (exact tiling with the least
+    overlap), and the tail's multiply-adds drop to a ninth; other sizes are refused."""
+    from superres.inference import engine
+    from superres.models.flops import flops_per_output_pixel
+
+    rep = create_model("plainsr_rep", scale=4, channels=8, n_convs=2, tail_kernel=1).eval()
+    _perturb(rep)
+    plain = rep.deploy().eval()
+    assert plain.hparams["tail_kernel"] == 1 and plain.body[-1].kernel_size == (1, 1)
+    assert plain.receptive_field == rep.receptive_field == 3
+    x = torch.rand(1, 3, 29, 23, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        whole = plain(x)
+        assert (rep(x) - whole).abs().max() < 1e-5
+    tiled = engine.upscale_tensor(x, plain, tile=8, overlap=0)
+    assert float((tiled - whole).abs().max()) < 1e-5
+    wide = create_model("plainsr", scale=4, channels=8, n_convs=2)
+    saved = flops_per_output_pixel(wide) - flops_per_output_pixel(plain)
+    assert saved == pytest.approx(2 * 8 * 48 * 8 / 16)  # 8 of 9 taps, per output pixel
+    with pytest.raises(ValueError, match="tail_kernel must be 1 or 3, got 5"):
+        create_model("plainsr", scale=4, tail_kernel=5)
+
+
 def test_reparameterised_model_starts_at_the_plain_weights_it_is_initialised_from() -> None:
     """Its main branches carry plainsr's tensor names and the other branches start at zero,
     so init_from a plainsr checkpoint reproduces that network exactly."""

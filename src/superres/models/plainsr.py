@@ -19,6 +19,12 @@ from torch import Tensor, nn
 from superres.models.registry import register_model
 
 
+def check_tail_kernel(tail_kernel: int) -> None:
+    """PlainSR's last convolution is 3x3 or 1x1."""
+    if tail_kernel not in (1, 3):
+        raise ValueError(f"tail_kernel must be 1 or 3, got {tail_kernel!r}")
+
+
 @register_model(
     "plainsr",
     description="PlainSR: M 3x3 convs at LR, sub-pixel output, nearest residual (fast tier)",
@@ -31,22 +37,32 @@ class PlainSR(nn.Module):
         channels: Feature channels C.
         n_convs: Hidden 3x3 convolutions M between the first and the last one.
         in_channels: Image channels.
+        tail_kernel: Kernel size of the last convolution (to the sub-pixel channels), 3 or
+            1; a 1x1 tail does 3 C (s^2) fewer multiply-adds per LR pixel than a 3x3
+            (a quarter of a 16-channel x4 network's) and sees one pixel less each side.
     """
 
     def __init__(
-        self, scale: int = 4, channels: int = 32, n_convs: int = 4, in_channels: int = 3
+        self,
+        scale: int = 4,
+        channels: int = 32,
+        n_convs: int = 4,
+        in_channels: int = 3,
+        tail_kernel: int = 3,
     ) -> None:
         super().__init__()
+        check_tail_kernel(tail_kernel)
         layers: list[nn.Module] = [
             nn.Conv2d(in_channels, channels, 3, padding=1),
             nn.PReLU(channels),
         ]
         for _ in range(n_convs):
             layers += [nn.Conv2d(channels, channels, 3, padding=1), nn.PReLU(channels)]
-        layers.append(nn.Conv2d(channels, in_channels * scale * scale, 3, padding=1))
+        out = in_channels * scale * scale
+        layers.append(nn.Conv2d(channels, out, tail_kernel, padding=tail_kernel // 2))
         self.body = nn.Sequential(*layers)
         self.scale = scale
-        self.receptive_field = n_convs + 2
+        self.receptive_field = n_convs + 1 + tail_kernel // 2
 
     def forward(self, x: Tensor) -> Tensor:
         # Same result as shuffle(body(x) + repeat_interleave(x, s*s, dim=1)) without the

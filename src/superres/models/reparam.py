@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from superres.models.plainsr import check_tail_kernel
 from superres.models.registry import create_model, register_model
 
 __all__ = ["PlainSRRep", "RepConv3"]
@@ -99,6 +100,8 @@ class PlainSRRep(nn.Module):
         n_convs: Hidden 3x3 convolutions M between the first and the last one.
         expand: Width of each block's 1x1 -> 3x3 chain, in multiples of its output channels.
         in_channels: Image channels.
+        tail_kernel: 3 (a re-parameterisable block) or 1 (a plain 1x1 convolution, which has
+            no branches to fuse) for the last convolution, as in ``plainsr``.
     """
 
     def __init__(
@@ -108,16 +111,22 @@ class PlainSRRep(nn.Module):
         n_convs: int = 4,
         expand: int = 2,
         in_channels: int = 3,
+        tail_kernel: int = 3,
     ) -> None:
         super().__init__()
+        check_tail_kernel(tail_kernel)
         layers: list[nn.Module] = [RepConv3(in_channels, channels, expand), nn.PReLU(channels)]
         for _ in range(n_convs):
             layers += [RepConv3(channels, channels, expand), nn.PReLU(channels)]
-        layers.append(RepConv3(channels, in_channels * scale * scale, expand))
+        out = in_channels * scale * scale
+        tail = RepConv3(channels, out, expand) if tail_kernel == 3 else nn.Conv2d(channels, out, 1)
+        layers.append(tail)
         self.body = nn.Sequential(*layers)
         self.scale = scale
-        self.receptive_field = n_convs + 2
+        self.receptive_field = n_convs + 1 + tail_kernel // 2
         self.plain_hparams = {"channels": channels, "n_convs": n_convs, "in_channels": in_channels}
+        if tail_kernel != 3:  # the default stays out of the deployed file's hyperparameters
+            self.plain_hparams["tail_kernel"] = tail_kernel
 
     def forward(self, x: Tensor) -> Tensor:
         f = self.body(x) + torch.repeat_interleave(x, self.scale * self.scale, dim=1)
