@@ -38,7 +38,7 @@ class PlainSR(nn.Module):
         n_convs: Hidden 3x3 convolutions M between the first and the last one.
         in_channels: Image channels.
         tail_kernel: Kernel size of the last convolution (to the sub-pixel channels), 3 or
-            1; a 1x1 tail does 3 C (s^2) fewer multiply-adds per LR pixel than a 3x3
+            1; a 1x1 tail does 8 x C x 3 s^2 fewer multiply-adds per LR pixel than a 3x3
             (a quarter of a 16-channel x4 network's) and sees one pixel less each side.
     """
 
@@ -70,9 +70,9 @@ class PlainSR(nn.Module):
         # is output pixel (c, y*s + i, x*s + j) (PixelShuffle's order), so the residual
         # broadcasts over (i, j); then one permuted copy moves the pixels. A channels-last
         # input gives a channels-last output (a row-major H x W x C image in memory, which
-        # the engine turns into bytes without another transpose): ATen's pixel_shuffle
-        # writes NCHW, and its output and the transpose into bytes took 85-91 ms against
-        # 36-37 ms for this copy (640x480 x4, 2 cores, benchmarks/cpu_fast_path.py).
+        # the engine turns into bytes without another transpose). ATen's pixel_shuffle
+        # writes NCHW and is slower: the slim fast x4's module took 158 ms with it against
+        # 115 ms with this copy (640x480, 2 cores, benchmarks/cpu_fast_path.py).
         n, c, h, w = x.shape
         s = self.scale
         res = x[:, :, None, None]  # (n, c, 1, 1, h, w)
