@@ -71,6 +71,24 @@ def test_stages_follow_init_from_within_one_scale(chain):
         ship_model.earlier_stages("runs/gone/last.safetensors", 4, root=chain)
 
 
+def test_a_shipped_file_replaced_by_its_own_continuation_is_cut_where_the_chain_entered(chain):
+    """Run c started from the shipped x4; run d continued c and was shipped as the x4 (its
+    stages a, b, c recorded); run e continues d. Walking back from e meets the shipped file
+    again (c's init_from), which now holds d: the stages are those before c, not the file's
+    whole chain a second time."""
+    shipped = chain / "src/superres/weights/quality_x4.safetensors"
+    before = ship_model.earlier_stages("runs/c/last.safetensors", 4, root=chain)
+    _weights(chain / "runs/d/last.safetensors", 4, _run("d", 500, 900.0, "runs/c/last.safetensors"))
+    d = {**_run("d", 500, 900.0, "runs/c/last.safetensors"), "config_file": "configs/d.yaml"}
+    _weights(shipped, 4, {**d, "stages": before})
+    stages = ship_model.earlier_stages("runs/d/last.safetensors", 4, root=chain,
+                                       of="configs/e.yaml")  # fmt: skip
+    assert [s["config_file"] for s in stages] == [
+        "configs/a.yaml", "configs/b.yaml", "configs/c.yaml", "configs/d.yaml",
+    ]  # fmt: skip
+    assert [s["iterations"] for s in stages] == [1000, 200, 4000, 500]
+
+
 def test_a_stage_started_from_a_training_state_is_its_runs_stage(tmp_path):
     """``init_from: runs/RUN/state.safetensors`` (a re-parameterised model continued with its
     training-time branches) is the stage of RUN that ``runs/RUN/last.safetensors`` (the EMA
@@ -203,8 +221,10 @@ def test_retrain_plan_trains_every_run_after_its_init_and_ships_every_file():
         if tier:
             shipped.append(f"{tier}_x{cfg.model.scale}.safetensors")
     assert sorted(shipped) == sorted(f.name for f in ship_model.WEIGHTS.glob("*_x*.safetensors"))
-    # the x4 stage that the quality x2 starts from was stopped there: a retrain stops there too
-    assert ("configs/quality_x4_rescale.yaml", "quality", 12200) in plan
+    # the x4 stage that the quality x2 (and the shipped x4's last stage) starts from was
+    # stopped there: a retrain stops there too
+    assert ("configs/quality_x4_rescale.yaml", None, 12200) in plan
+    assert ("configs/quality_x4_lumamse.yaml", "quality", None) in plan
     # so does the codec tier's plan alone, whose chain starts there (the stop is the quality
     # tier's record)
     assert ("configs/quality_x4_rescale.yaml", None, 12200) in ship_model.retrain_plan(("codec",))

@@ -142,7 +142,9 @@ def ship(run: Path, name: str, config: Path, allow_partial: bool = False) -> Pat
     out = WEIGHTS / f"{name}_x{model.scale}.safetensors"
     stages = _reshipped_stages(out, prov) if out.is_file() else None
     if stages is None:  # the chain may pass through ``out`` itself: read it before replacing it
-        stages = earlier_stages(cfg.get("init_from"), model.scale, kind=_kind(cfg))
+        stages = earlier_stages(
+            cfg.get("init_from"), model.scale, kind=_kind(cfg), of=prov["config_file"]
+        )
     if stages:  # later stages of one model: record every earlier one (the card states them all)
         prov["stages"] = stages
     run_of = _shipped_run(cfg.get("init_from"))
@@ -233,7 +235,11 @@ def _kind(cfg: dict) -> tuple:
 
 
 def earlier_stages(
-    init_from: str | None, scale: int, root: Path = REPO, kind: tuple | None = None
+    init_from: str | None,
+    scale: int,
+    root: Path = REPO,
+    kind: tuple | None = None,
+    of: str | None = None,
 ) -> list[dict]:
     """The training stages before a run that starts from ``init_from``, oldest first.
 
@@ -244,6 +250,12 @@ def earlier_stages(
     hardware and ``init_from``. Shipped weights carry
     their own stages (``stages``, or ``first_stage`` in files shipped before there could be
     more than two), so a chain survives the shipped file it started from being replaced.
+
+    ``of`` is the config of the run that started from ``init_from``. When ``init_from`` is a
+    shipped file that has since been replaced by a later stage of that very run's chain (a
+    run started from the shipped x4, and its continuation shipped as the x4), the file
+    records ``of`` among its stages: the stages before it are the ones that made the weights
+    the run started from.
     """
     from superres.weights.checkpoint import read_checkpoint_metadata
 
@@ -263,9 +275,15 @@ def earlier_stages(
     if kind is not None and _kind(prov.get("config", {})) != kind:
         return []
     before = _recorded_stages(prov)
+    own = _stage(prov, prov.get("config_file") or _run_config(init_from))
+    if before is not None and of is not None:
+        names = [stage.get("config_file") for stage in (*before, own)]
+        if of in names:  # replaced by a later stage of the run walked from: cut it there
+            return [*before, own][: names.index(of)]
     if before is None:
-        before = earlier_stages(prov.get("config", {}).get("init_from"), scale, root, kind)
-    return [*before, _stage(prov, prov.get("config_file") or _run_config(init_from))]
+        init = prov.get("config", {}).get("init_from")
+        before = earlier_stages(init, scale, root, kind, of=own["config_file"])
+    return [*before, own]
 
 
 def _state_weights(path: Path) -> Path | None:
