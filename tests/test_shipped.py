@@ -129,6 +129,37 @@ def test_default_upscale_restores_a_photo_far_better_than_bicubic(tmp_path, caps
     assert psnr(sr, hr, crop=4) > psnr(bicubic, hr, crop=4) + 1.5
 
 
+@pytest.mark.parametrize("scale", [2, 4])
+def test_a_jpeg_q75_input_gets_a_decoded_input_tier_half_a_db_above_quality(tmp_path, scale):
+    """Issue 13's floor, on all of Kodak24: the MATLAB-bicubic LR saved as JPEG q75 (Pillow,
+    4:2:0) and upscaled with no model given, as `superres upscale` does, scores at least 0.5
+    dB (Y-PSNR, `scale` border pixels cropped) above the quality tier forced on the same file
+    (benchmarks/default_by_input.py: +0.86 dB at x2, +0.51 at x4)."""
+    import numpy as np
+    from PIL import Image
+
+    from superres import api
+    from superres.core.degrade import list_images, load_hr, make_lr_array, modcrop
+    from superres.core.metrics import psnr
+
+    quality = superres.load_model("quality", scale=scale)
+    gains = []
+    for path in list_images(dataset("Kodak24")):
+        hr = modcrop(load_hr(path), scale)
+        src = tmp_path / f"{path.stem}.jpg"
+        Image.fromarray(make_lr_array(hr, scale)).save(src, quality=75)
+        (result,) = list(api.run_jobs(api.plan_jobs([src], tmp_path / "out.png"), scale=scale,
+                                      overwrite=True))  # fmt: skip
+        assert result.status == "done" and result.model == f"codec x{scale}", result
+        with Image.open(result.job.target) as im:
+            chosen = psnr(np.asarray(im.convert("RGB")), hr, crop=scale)
+        with Image.open(src) as im:
+            forced = psnr(superres.upscale(np.asarray(im.convert("RGB")), quality), hr, crop=scale)
+        gains.append(chosen - forced)
+    assert len(gains) == 24
+    assert np.mean(gains) >= 0.5, np.mean(gains)
+
+
 # The codec tier restores decoded images: on the first Kodak24 images, coded at these
 # qualities after the MATLAB-bicubic downscale, it must beat Lanczos by this many dB
 # (PSNR-RGB), and beat the clean-trained quality tier of the same scale. Measured on
