@@ -33,6 +33,7 @@ from superres.apps.cli import main  # noqa: E402
 from superres.apps.service import Settings, create_app  # noqa: E402
 from superres.apps.service.limits import RequestLimits  # noqa: E402
 from superres.errors import ConfigError  # noqa: E402
+from tests.test_cli import PATTERN  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -157,6 +158,17 @@ def test_compress_reports_psnr_and_decompress_restores(client) -> None:
     assert restored.status_code == 200
     assert restored.headers["x-superres-size"] == "48x32"
     assert Image.open(io.BytesIO(restored.content)).size == (48, 32)
+    # adaptive downscaling: the same kind of file, restored closer to the image
+    with Image.open(PATTERN) as chart:
+        buffer = io.BytesIO()
+        chart.convert("RGB").crop((0, 0, 64, 48)).save(buffer, "PNG")
+    image = buffer.getvalue()
+    adapted = upload(client, image, "/v1/compress", codec="webp", scale="2", quality="90",
+                     psnr="true", adapt="5")  # fmt: skip
+    plain = upload(client, image, "/v1/compress", codec="webp", scale="2", quality="90",
+                   psnr="true")  # fmt: skip
+    assert adapted.status_code == plain.status_code == 200, adapted.text
+    assert float(adapted.headers["x-superres-psnr"]) > float(plain.headers["x-superres-psnr"])
 
 
 def test_models_lists_names_scales_codecs_and_limits(client) -> None:
@@ -212,6 +224,13 @@ def test_bad_compress_and_decompress_inputs(client) -> None:
     assert upload(client, png(), "/v1/compress", scale="5").status_code == 400
     both = upload(client, png(), "/v1/compress", quality="50", target_bpp="1")
     assert both.status_code == 400 and "not both" in error_of(both)
+    for form, phrase in [({"adapt": "201", "scale": "2"}, "adapt must be 0 to 200 steps"),
+                         ({"adapt": "-1", "scale": "2"}, "adapt must be 0 to 200 steps"),
+                         ({"adapt": "3"}, "adapt needs scale 2, 3, 4 or auto"),
+                         ({"adapt": "3", "scale": "2", "model": "lanczos"},
+                          "adaptive downscaling needs a network restorer")]:  # fmt: skip
+        bad = upload(client, png(), "/v1/compress", **form)
+        assert bad.status_code == 400 and phrase in error_of(bad), (form, bad.text)
     alpha = upload(client, png(mode="RGBA"), "/v1/compress")
     assert alpha.status_code == 400 and "transparency" in error_of(alpha)
     srz = upload(client, png(32, 32), "/v1/compress", scale="2").content

@@ -19,6 +19,7 @@ evaluation, the top-level API or the apps.
 from __future__ import annotations
 
 from superres.codec.api import (
+    ADAPT_STEPS,
     AUTO_SCALES,
     ROI_WEIGHT,
     Compressed,
@@ -35,6 +36,7 @@ from superres.codec.files import check_output, compress_file, decompress_file
 from superres.codec.models import MODELS, model_hash
 from superres.codec.pipeline import (
     Restorer,
+    adapt_lr,
     choose_restorer,
     decode_contents,
     decode_pixels,
@@ -44,6 +46,7 @@ from superres.codec.pipeline import (
 
 __all__ = [
     "AUTO_SCALES",
+    "ADAPT_STEPS",
     "ROI_WEIGHT",
     "MODELS",
     "Codec",
@@ -55,6 +58,7 @@ __all__ = [
     "Section",
     "TargetBitrateError",
     "TargetBitrateWarning",
+    "adapt_lr",
     "check_output",
     "choose_restorer",
     "compress",

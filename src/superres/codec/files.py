@@ -37,6 +37,7 @@ def compress_file(
     device: str | None = None,
     roi: api.RoiInput | None = None,
     roi_weight: float = api.ROI_WEIGHT,
+    adapt_steps: int = 0,
 ) -> api.Compressed:
     """Compress the image file ``src`` to the ``.srz`` file ``dst`` (written atomically).
 
@@ -66,6 +67,7 @@ def compress_file(
             io.Image(pixels, icc_profile=icc, exif=exif), codec=codec, quality=quality,
             target_bpp=target_bpp, scale=scale, model=model, subsampling=subsampling,
             allow_over=allow_over, device=device, roi=roi, roi_weight=roi_weight,
+            adapt_steps=adapt_steps,
         )  # fmt: skip
     except api.TargetBitrateError as err:
         raise api.TargetBitrateError(f"{src}: {err}") from None

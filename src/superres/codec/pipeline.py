@@ -1,12 +1,13 @@
 """The steps of the ``.srz`` pipeline that compression, decompression and rate-distortion
 measurement share::
 
-    image --downscale--> LR --(codec, container: superres.codec.api)--> .srz
+    image --downscale [--adapt_lr]--> LR --(codec, container: superres.codec.api)--> .srz
     .srz --(container, codec)--> decode_pixels: LR --restore (choose_restorer's net)--> image
     decode_contents: decode_pixels + the ROI enhancement layer (superres.codec.roi), if any
 
 :func:`downscale` is the exact ``1/scale`` shrink of the mirror-padded image (see
-:mod:`superres.codec.api` for the geometry), :func:`choose_restorer` the restorer a file
+:mod:`superres.codec.api` for the geometry), :func:`adapt_lr` the optional encoder-side
+refinement of that LR image for the file's restorer, :func:`choose_restorer` the restorer a file
 records, :func:`decode_pixels` a payload to original-size pixels, as
 :func:`superres.codec.decompress` computes them.
 """
@@ -25,12 +26,16 @@ from superres.codec.base import get_codec
 from superres.core.resize import imresize, to_levels
 from superres.errors import ConfigError
 from superres.inference import engine
-from superres.inference.loop import Progress
+from superres.inference.device import select_device
+from superres.inference.loop import Progress, has_tensors
+from superres.inference.plan import on_device
 from superres.models import SRModel
 from superres.weights import zoo
 
 __all__ = [
+    "ADAPT_STEP",
     "Restorer",
+    "adapt_lr",
     "choose_restorer",
     "decode_contents",
     "decode_pixels",
@@ -100,6 +105,102 @@ def downscale(pixels: np.ndarray, scale: int) -> np.ndarray:
     lr = imresize(hr, size=(lr_h, lr_w))
     lr = to_levels(lr).to(torch.uint8)
     return np.ascontiguousarray(lr.permute(1, 2, 0).numpy())
+
+
+#: Adam step of :func:`adapt_lr`, in [0, 1] pixel units (0.5 of an 8-bit level).
+ADAPT_STEP = 2e-3
+
+
+def adapt_lr(
+    pixels: np.ndarray,
+    lr: np.ndarray,
+    scale: int,
+    net: SRModel,
+    steps: int,
+    *,
+    device: str | torch.device | None = None,
+    tile: int = 256,
+    progress: Progress | None = None,
+) -> np.ndarray:
+    """Content-adaptive downscaling: refine the LR image so that ``net`` restores it closer
+    to ``pixels``, before it is coded.
+
+    Starting from ``lr`` (:func:`downscale`'s result), ``steps`` Adam steps (step
+    :data:`ADAPT_STEP`) lower the mean squared error between ``net``'s restoration (cropped
+    to the image, as :func:`restore` crops it) and ``pixels``, the LR values kept in [0, 1];
+    the result is rounded to 8 bits. Only the encoder changes: the file is an ordinary
+    ``.srz`` that any decoder restores with the same weights (the header's hash pins them).
+    This is the idea of task-aware downscaling (Kim et al., ECCV 2018) with the upscaler
+    frozen: the restorer's errors are pre-compensated in the pixels it will be given. The
+    codec is left out of the loop (pushing gradients through its quantiser made files
+    larger and no better), so the same LR serves every quality.
+
+    The gradient is taken tile by tile (cores of ``tile`` LR pixels, each widened by the
+    restorer's receptive field), so memory is bounded as in :func:`restore`; for
+    ``tiling == "exact"`` restorers it equals the whole-image gradient.
+
+    Args:
+        pixels: The original ``H x W x C`` uint8 image (C = 1 or 3).
+        lr: Its ``ceil(H / scale) x ceil(W / scale) x C`` uint8 LR image.
+        scale: 2 to 4.
+        net: The restorer the file will record (a network: Lanczos has nothing to adapt to).
+        steps: Number of Adam steps (0 returns ``lr``).
+        device: Where to run (None: the model's device).
+        tile: LR core side of the gradient tiles.
+        progress: ``callback(done_steps, steps)`` after each step; an exception it raises
+            stops the adaptation.
+
+    Returns:
+        The refined LR image, same shape and dtype as ``lr``.
+    """
+    if steps <= 0:
+        return lr
+    if net.size_multiple != 1:
+        raise ConfigError(f"adaptive downscaling needs a restorer that takes any input size, "
+                          f"not {net.arch} (sides a multiple of {net.size_multiple})")  # fmt: skip
+    dev = net.device if device is None else select_device(device)
+    if has_tensors(net) and net.device != dev:
+        net = on_device(net, dev)  # a copy: the caller's (shared, cached) restorer stays put
+    module = net.module
+    h, w, channels = pixels.shape
+    lr_h, lr_w = lr.shape[:2]
+    target = torch.from_numpy(np.array(pixels)).to(dev).permute(2, 0, 1).float().div_(255.0)
+    x = torch.from_numpy(np.array(lr)).to(dev).permute(2, 0, 1).float().div_(255.0)
+    x.requires_grad_(True)
+    optimiser = torch.optim.Adam([x], lr=ADAPT_STEP)
+    context = max(int(net.receptive_field), 0)
+    cores = [
+        (y0, min(y0 + tile, lr_h), x0, min(x0 + tile, lr_w))
+        for y0 in range(0, lr_h, tile)
+        for x0 in range(0, lr_w, tile)
+    ]
+    for step in range(steps):
+        optimiser.zero_grad(set_to_none=False)
+        for y0, y1, x0, x1 in cores:
+            # the core's HR rows and columns inside the image (the padding is cropped off)
+            hy1, hx1 = min(y1 * scale, h), min(x1 * scale, w)
+            if y0 * scale >= hy1 or x0 * scale >= hx1:
+                continue
+            iy0, iy1 = max(y0 - context, 0), min(y1 + context, lr_h)
+            ix0, ix1 = max(x0 - context, 0), min(x1 + context, lr_w)
+            window = x[:, iy0:iy1, ix0:ix1]
+            if channels == 1:
+                window = window.expand(3, -1, -1)  # grey in and out as the engine does it
+            out = module(window[None])[0]
+            out = out[:, (y0 - iy0) * scale :, (x0 - ix0) * scale :]
+            out = out[:, : hy1 - y0 * scale, : hx1 - x0 * scale]
+            if channels == 1:
+                out = out.mean(0, keepdim=True)
+            ref = target[:, y0 * scale : hy1, x0 * scale : hx1]
+            # only x's gradient: a shared restorer's weights get no .grad
+            ((out - ref).square().sum() / target.numel()).backward(inputs=[x])
+        optimiser.step()
+        with torch.no_grad():
+            x.clamp_(0.0, 1.0)
+        if progress is not None:
+            progress(step + 1, steps)
+    refined = x.detach().mul(255.0).round_().clamp_(0, 255).to(torch.uint8)
+    return np.ascontiguousarray(refined.permute(1, 2, 0).cpu().numpy())
 
 
 def decode_pixels(

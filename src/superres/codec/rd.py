@@ -97,13 +97,15 @@ class RDPoint:
 @dataclasses.dataclass(frozen=True)
 class Curve:
     """A rate-distortion curve: one codec at one scale with one restorer (``roi``: made
-    with a region-of-interest enhancement layer, :func:`roi_curve`)."""
+    with a region-of-interest enhancement layer, :func:`roi_curve`; ``adapt``: the encoder's
+    adaptive-downscaling steps, :func:`superres.codec.pipeline.adapt_lr`)."""
 
     codec: str
     scale: int
     model: str
     points: tuple[RDPoint, ...]
     roi: bool = False
+    adapt: int = 0
 
     @property
     def name(self) -> str:
@@ -113,6 +115,8 @@ class Curve:
             name = f"{self.codec} (full resolution)"
         else:
             name = f"{self.codec} x{self.scale} + {self.model}"
+        if self.adapt:
+            name = f"{name}, adaptive downscaling ({self.adapt} steps)"
         return f"{name}, ROI layer" if self.roi else name
 
     def column(self, field: str) -> list[float]:
@@ -170,6 +174,7 @@ def rd_curve(
     model: str | None = None,
     progress: Callable[[int, int], None] | None = None,
     masks: Sequence[np.ndarray] | None = None,
+    adapt_steps: int = 0,
 ) -> Curve:
     """Measure one curve: ``codec`` at ``scale``, restored by ``model``, at ``qualities``.
 
@@ -182,6 +187,8 @@ def rd_curve(
         progress: Called with ``(done, total)`` after every encode/decode.
         masks: A region of interest per image (:func:`roi_masks`): the points then also
             have PSNR-RGB inside and outside it.
+        adapt_steps: Encode with adaptive downscaling (as ``compress(adapt_steps=...)``;
+            a network restorer at scale > 1 only); its time counts as encoding time.
 
     Raises:
         ConfigError: an unknown codec or model, a quality out of range, no images, or an
@@ -191,6 +198,9 @@ def rd_curve(
     chosen, qualities = curve_settings(codec, qualities)
     check_images(images, masks)
     restorer = pipeline.choose_restorer(model if scale > 1 else None, scale)
+    if adapt_steps and restorer.net is None:
+        raise ConfigError(f"adaptive downscaling needs a network restorer at a scale > 1, "
+                          f"not {restorer.name} at x{scale}")  # fmt: skip
     rows = np.zeros((len(qualities), ROW_FIELDS))
     total = len(images) * len(qualities)
     for k, (_, pixels) in enumerate(images):
@@ -200,9 +210,9 @@ def rd_curve(
                 progress(k * len(qualities) + i, total)
 
         rows += measure_image(pixels, chosen, scale, qualities, restorer,
-                              None if masks is None else masks[k], step)  # fmt: skip
+                              None if masks is None else masks[k], step, adapt_steps)  # fmt: skip
     return curve_from_rows(chosen.name, scale, restorer.name, qualities, rows / len(images),
-                           masks is not None)  # fmt: skip
+                           masks is not None, adapt_steps)  # fmt: skip
 
 
 #: Columns of :func:`measure_image`'s rows: bpp, PSNR-RGB, MS-SSIM, encoding and decoding
@@ -218,12 +228,15 @@ def measure_image(
     restorer: pipeline.Restorer,
     mask: np.ndarray | None = None,
     step: Callable[[int], None] | None = None,
+    adapt_steps: int = 0,
 ) -> np.ndarray:
     """One image's contribution to :func:`rd_curve`: a ``len(qualities) x`` :data:`ROW_FIELDS`
     array, one row per quality (``.srz`` encoded at ``scale``, decoded and restored by
     ``restorer``); ``step(i)`` is called after quality ``i`` (1-based). :func:`rd_curve`
     averages these rows over the images, so a caller that measures images elsewhere (the
-    Ray engine) gets the same curve from :func:`curve_from_rows`."""
+    Ray engine) gets the same curve from :func:`curve_from_rows`. With ``adapt_steps``, the
+    LR image is refined once (:func:`superres.codec.pipeline.adapt_lr`) for all qualities,
+    and that time is added to every quality's encoding time."""
     h, w, channels = pixels.shape
     header = container.Header(
         width=w, height=h, channels=channels, scale=scale, codec_id=codec.codec_id,
@@ -232,6 +245,8 @@ def measure_image(
     rows = np.zeros((len(qualities), ROW_FIELDS))
     start = time.perf_counter()
     lr = pipeline.downscale(pixels, scale)
+    if adapt_steps and restorer.net is not None and scale > 1:
+        lr = pipeline.adapt_lr(pixels, lr, scale, restorer.net, adapt_steps)
     downscale_time = time.perf_counter() - start
     for i, q in enumerate(qualities):
         start = time.perf_counter()
@@ -261,11 +276,13 @@ def curve_from_rows(
     qualities: Sequence[int],
     rows: np.ndarray,
     regional: bool,
+    adapt: int = 0,
 ) -> Curve:
     """The :class:`Curve` of the image-averaged rows of :func:`measure_image` (``regional``:
-    the points carry the PSNR inside and outside the region of interest)."""
+    the points carry the PSNR inside and outside the region of interest; ``adapt``: its
+    adaptive-downscaling steps)."""
     points = tuple(_point(q, row, regional) for q, row in zip(qualities, rows, strict=True))
-    return Curve(codec, scale, restorer, points)
+    return Curve(codec, scale, restorer, points, adapt=adapt)
 
 
 def roi_curve(
@@ -410,7 +427,8 @@ def pareto_front(curves: Sequence[Curve]) -> Curve:
             front.append(point)
     scales = "/".join(f"x{c.scale}" for c in sorted(curves, key=lambda c: c.scale))
     models_used = "/".join(dict.fromkeys(c.model for c in curves if c.scale > 1))
-    return Curve(curves[0].codec, 0, f"best of {scales} ({models_used})", tuple(front))
+    adaptive = ", adaptive" if any(c.adapt for c in curves) else ""
+    return Curve(curves[0].codec, 0, f"best of {scales} ({models_used}{adaptive})", tuple(front))
 
 
 def _psnr_at(points: Sequence[tuple[float, float]], bpp: float) -> float:

@@ -11,6 +11,7 @@ from superres.apps.cli.common import (
     UsageError,
     add_threads,
     error,
+    non_negative_int,
     positive_float,
 )
 
@@ -22,6 +23,7 @@ examples:
   superres compress photo.png -o out/photo.srz --codec webp --target-bpp 0.3 --scale auto
   superres compress photo.png -o photo.srz --target-bpp 0.1 --scale 2 --allow-over
   superres compress photo.png -o photo.srz --codec webp --target-bpp 0.25 --scale 2 --roi face.png
+  superres compress photo.png -o photo.srz --quality 50 --scale 2 --adapt
 """
 
 
@@ -112,6 +114,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     co.add_argument("--roi-weight", type=roi_weight_arg, default=None, metavar="W",
                     help="how many times a region pixel's squared error counts as much as "
                          "another's when the bits are shared out (default 8)")  # fmt: skip
+    co.add_argument("--adapt", type=non_negative_int, nargs="?", const=None, default=0,
+                    metavar="STEPS",
+                    help="adaptive downscaling: refine the stored image for the restorer "
+                         "with STEPS gradient steps (default 10 when STEPS is left out); a "
+                         "slower encoder, an ordinary file, a better restoration")  # fmt: skip
     co.add_argument("--overwrite", action="store_true", help="replace an existing output")
     add_threads(co)
     co.add_argument("--quiet", "-q", action="store_true", help="print nothing on success")
@@ -135,6 +142,11 @@ def run(args: argparse.Namespace) -> int:
     if args.roi_weight is not None and args.roi is None:
         raise UsageError("--roi-weight goes with --roi")
     roi_weight = codec.ROI_WEIGHT if args.roi_weight is None else args.roi_weight
+    adapt = codec.ADAPT_STEPS if args.adapt is None else args.adapt
+    if adapt > codec.api.MAX_ADAPT_STEPS:
+        raise UsageError(f"--adapt takes at most {codec.api.MAX_ADAPT_STEPS} steps, got {adapt}")
+    if adapt and args.scale == 1:
+        raise UsageError("--adapt needs --scale 2, 3, 4 or auto: scale 1 stores the image itself")
     engine.set_threads(args.threads)
     # a TargetBitrateWarning (with --allow-over) prints as one line: see main
     try:
@@ -143,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
             target_bpp=args.target_bpp, scale=args.scale, model=args.model,
             subsampling=args.subsampling, overwrite=args.overwrite,
             allow_over=args.allow_over, device=args.device, roi=args.roi,
-            roi_weight=roi_weight,
+            roi_weight=roi_weight, adapt_steps=adapt,
         )  # fmt: skip
     except codec.TargetBitrateError as err:
         error(f"{err} (--allow-over writes it anyway)")
@@ -155,6 +167,8 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     if not args.quiet:
         model = f", restored by {result.model}" if result.scale > 1 else ""
+        if adapt and result.scale > 1:
+            model += f", adaptive downscaling {adapt} steps"
         region = ""
         if result.roi_quality is not None:
             region = (

@@ -8,7 +8,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from superres.apps.cli.common import EXIT_OK, UsageError, add_threads, progress_enabled
+from superres.apps.cli.common import (
+    EXIT_OK,
+    UsageError,
+    add_threads,
+    positive_int,
+    progress_enabled,
+)
 from superres.apps.cli.compress import CodecChoices, roi_weight_arg
 from superres.apps.cli.engines import add_engine_options, ray_cluster
 
@@ -20,6 +26,7 @@ examples:
   superres rd --data Kodak24 --codec webp --scales 2,4 --models codec,lanczos --bpp-window 0.1,0.3
   superres rd --data Kodak24 --codec jpeg --scales 2 --roi centre.png --roi-bpp 0.25 --json roi.json
   superres rd --data Kodak24 --codec jpeg --scales 1,2,4 --engine ray --workers 2
+  superres rd --data Kodak24 --codec webp --scales 2 --adapt 10 --bpp-window 0.1,0.3
 """
 
 
@@ -36,6 +43,10 @@ saliency), every point also gets PSNR-RGB inside and outside the region, and eac
 gets an "ROI layer" curve: files made with compress --roi at the --roi-bpp targets. ROI
 curves are left out of the BD-rates and the best-of curve (they trade the rest of the
 image for the region).
+
+With --adapt STEPS, every scale > 1 also gets a curve of the first restorer encoded with
+adaptive downscaling (compress --adapt STEPS: the stored image refined for the restorer,
+once per image for all qualities), and those curves get a best-of curve of their own.
 """
 
 
@@ -106,6 +117,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                      help="targets of the ROI-layer curves (default 0.15,0.25,0.4)")  # fmt: skip
     rdp.add_argument("--roi-weight", type=roi_weight_arg, default=None, metavar="W",
                      help="as compress --roi-weight (default 8)")  # fmt: skip
+    rdp.add_argument("--adapt", type=positive_int, default=None, metavar="STEPS",
+                     help="also measure adaptive-downscaling curves (compress --adapt STEPS) "
+                          "of the first restorer at every scale > 1")  # fmt: skip
     rdp.add_argument("--json", type=Path, default=None, metavar="FILE",
                      help="write CompressAI-style JSON")  # fmt: skip
     rdp.add_argument("--plot", type=Path, default=None, metavar="FILE",
@@ -128,6 +142,8 @@ def run(args: argparse.Namespace) -> int:
     cluster = ray_cluster(args)
     if cluster is not None and args.roi is not None:
         raise UsageError("--roi runs with --engine local (its layer search is not distributed)")
+    if cluster is not None and args.adapt is not None:
+        raise UsageError("--adapt runs with --engine local")
     if cluster is None:
         engine.set_threads(args.threads)
     if not Path(args.data).is_dir():
@@ -147,6 +163,9 @@ def run(args: argparse.Namespace) -> int:
     model_names = args.models.split(",") if args.models else [None]
     curves = []
     configs = [(s, m) for s in sorted(set(args.scales)) for m in (model_names if s > 1 else [None])]
+    adaptive = [] if args.adapt is None else [(s, model_names[0]) for s, _ in configs if s > 1]
+    if adaptive and model_names[0] == "lanczos":
+        raise UsageError("--adapt needs a network restorer first in --models, not lanczos")
     if cluster is not None:
         from superres.apps.batch import rd_curves
 
@@ -160,15 +179,17 @@ def run(args: argparse.Namespace) -> int:
         finally:
             bar.close()
     else:
-        for scale, model in configs:
+        runs = [(s, m, 0) for s, m in configs] + [(s, m, args.adapt) for s, m in adaptive]
+        for scale, model, steps in runs:
             label = f"{args.codec} x{scale}" + (f" + {model}" if model and scale > 1 else "")
+            label += f", adaptive {steps}" if steps else ""
             bar = tqdm(
                 desc=label, unit="enc", leave=False, disable=not progress_enabled(args.quiet)
             )
             try:
                 curves.append(rd.rd_curve(images, args.codec, scale, args.qualities,
                                           model=model, progress=_follow(bar),
-                                          masks=masks))  # fmt: skip
+                                          masks=masks, adapt_steps=steps))  # fmt: skip
             except ValueError as err:
                 raise UsageError(" ".join(str(err).split())) from None
             finally:
@@ -179,7 +200,7 @@ def run(args: argparse.Namespace) -> int:
 
         weight = ROI_WEIGHT if args.roi_weight is None else args.roi_weight
         primary = next((c.model for c in curves if c.scale > 1), None)
-        for curve in [c for c in curves if c.scale == 1 or c.model == primary]:
+        for curve in [c for c in curves if (c.scale == 1 or c.model == primary) and not c.adapt]:
             bar = tqdm(desc=f"{curve.name}, ROI layer", unit="file", leave=False,
                        disable=not progress_enabled(args.quiet))  # fmt: skip
             try:
@@ -192,12 +213,17 @@ def run(args: argparse.Namespace) -> int:
                 bar.close()
     reference = curves[0]
     primary = next((c.model for c in curves if c.scale > 1), None)  # the first restorer
-    front = rd.pareto_front([c for c in curves if c.scale == 1 or c.model == primary])
+    front = rd.pareto_front(
+        [c for c in curves if (c.scale == 1 or c.model == primary) and not c.adapt]
+    )
+    fronts = [front]
+    if adaptive:
+        fronts.append(rd.pareto_front([c for c in curves if c.scale == 1 or c.adapt]))
     low, high = args.bpp_window
     where = "" if masks is None else f", region of interest {args.roi}"
     print(f"{args.data}: {len(images)} images, codec {args.codec}{where}")
     bd: dict[str, float | None] = {}
-    for curve in [*curves, front, *roi_curves]:
+    for curve in [*curves, *fronts, *roi_curves]:
         print(f"\n{curve.name}")
         first = "target" if curve.roi else "quality"
         regional = bool(curve.points) and curve.points[0].psnr_roi is not None
@@ -232,6 +258,8 @@ def run(args: argparse.Namespace) -> int:
         )
         payload = rd.to_compressai(front, description)
         payload["curves"] = [rd.to_compressai(c) for c in [*curves, *roi_curves]]
+        if adaptive:
+            payload["best_adaptive"] = rd.to_compressai(fronts[1])
         if masks is not None:
             payload["roi"] = {"mask": str(args.roi), "target_bpp": args.roi_bpp,
                               "weight": weight}  # fmt: skip
@@ -240,7 +268,7 @@ def run(args: argparse.Namespace) -> int:
         atomic_write_bytes(args.json, (json.dumps(payload, indent=2) + "\n").encode())
     if args.plot:
         try:
-            rd.plot([*curves, front], args.plot, title=f"{Path(args.data).name}, {args.codec}",
+            rd.plot([*curves, *fronts], args.plot, title=f"{Path(args.data).name}, {args.codec}",
                     window=(low, high), max_bpp=max(1.0, 2 * high))  # fmt: skip
         except ImportError as err:
             raise UsageError(str(err)) from None

@@ -275,6 +275,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         scale: Annotated[str, Form(description="1, 2, 3, 4 or auto")] = "1",
         model: Annotated[str | None, Form(description="Restoration model")] = None,
         psnr: Annotated[bool, Form(description="Report the restored PSNR-RGB")] = False,
+        adapt: Annotated[int, Form(description="Adaptive-downscaling steps (0: off)")] = 0,
         progress_id: Annotated[str | None, Form(description="Id for /v1/progress")] = None,
     ) -> Response:
         """Compress an image to ``.srz``: stored ``scale`` times smaller with a standard
@@ -283,7 +284,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         jobs.probe_image(data, settings)
         job = jobs.compress_job(data, settings, codec_name=codec_name, quality=quality,
                                 target_bpp=target_bpp, scale=scale, model=model,
-                                psnr=psnr)  # fmt: skip
+                                psnr=psnr, adapt=adapt)  # fmt: skip
         return await run(job, "image", progress_id)
 
     @app.post(

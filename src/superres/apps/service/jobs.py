@@ -227,8 +227,11 @@ def compress_job(
     scale: str,
     model: str | None,
     psnr: bool,
+    adapt: int = 0,
 ) -> Callable[[JobContext], Output]:
-    """Check the settings of a compression and return the job that runs it.
+    """Check the settings of a compression and return the job that runs it (``adapt``:
+    adaptive-downscaling steps, ``compress(adapt_steps=...)``; its steps count as progress,
+    so a job past its deadline stops between two).
 
     Raises:
         Rejected: 400 for an unknown codec or scale, or both quality and target_bpp.
@@ -243,6 +246,10 @@ def compress_job(
         raise Rejected(400, f"model: unknown restoration model {model!r} (use one of {known})")
     if target_bpp is not None and not (math.isfinite(target_bpp) and target_bpp > 0):
         raise Rejected(400, f"target_bpp must be a positive number, got {target_bpp!r}")
+    if not 0 <= adapt <= codec.api.MAX_ADAPT_STEPS:
+        raise Rejected(400, f"adapt must be 0 to {codec.api.MAX_ADAPT_STEPS} steps, got {adapt}")
+    if adapt and scale == "1":
+        raise Rejected(400, "adapt needs scale 2, 3, 4 or auto: scale 1 stores the image itself")
     chosen_scale: int | str = scale if scale == "auto" else int(scale)
 
     def run(context: JobContext) -> Output:
@@ -252,7 +259,7 @@ def compress_job(
         result = codec.compress_detailed(
             image, codec=codec_name, quality=quality, target_bpp=target_bpp,
             scale=chosen_scale, model=model, device=settings.device, tile=settings.tile,
-            progress=context.progress,
+            progress=context.progress, adapt_steps=adapt,
         )  # fmt: skip
         headers = {
             "X-Superres-Codec": result.codec,
