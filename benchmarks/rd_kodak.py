@@ -1,6 +1,7 @@
 """The README compression figures: `superres rd` on Kodak24 for JPEG, WebP and AVIF.
 
     python benchmarks/rd_kodak.py [--data DIR] [--out docs/rd] [--codecs jpeg,webp,avif]
+                                  [--adapt STEPS]
 
 (``--codecs`` defaults to every registered codec, :func:`superres.codec.list_codecs`.)
 
@@ -9,8 +10,9 @@ For each codec runs (in this process, exactly as the shell command would)::
     superres rd --data DATA --codec C --scales 1,2,3,4 --models codec,lanczos \\
         --bpp-window W --json OUT/rd_C.json --plot OUT/rd_C.png
 
-with the bpp windows of the compression issue (JPEG 0.1-0.4, WebP and AVIF 0.1-0.3; any
-other codec 0.1-0.3), then
+(plus ``--adapt STEPS`` when given: adaptive-downscaling curves of the codec tier at every
+scale > 1 and their best-of curve) with the bpp windows of the compression issue (JPEG
+0.1-0.4, WebP and AVIF 0.1-0.3; any other codec 0.1-0.3), then
 prints one Markdown table of the BD-rates against the codec at full resolution. 24 images x
 13-14 qualities x 7 curves per codec: measured 709 s for JPEG on 2 CPU cores of an AMD EPYC
 (with scales 1, 2 and 4, 5 curves, on a faster 2-core machine: 371, 374 and 427 s for JPEG,
@@ -43,6 +45,12 @@ def main() -> None:
     parser.add_argument("--scales", default="1,2,3,4")
     parser.add_argument("--models", default=None, help="default: codec,lanczos (if shipped)")
     parser.add_argument("--threads", default=None)
+    parser.add_argument(
+        "--adapt",
+        default=None,
+        metavar="STEPS",
+        help="also the adaptive-downscaling curves (superres rd --adapt)",
+    )
     args = parser.parse_args()
     shipped = {w.name for w in zoo.shipped_weights()}
     models = args.models or ("codec,lanczos" if "codec" in shipped else "quality,lanczos")
@@ -56,6 +64,8 @@ def main() -> None:
                 "--plot", str(plot_path), "-q"]  # fmt: skip
         if args.threads:
             argv += ["--threads", args.threads]
+        if args.adapt:
+            argv += ["--adapt", args.adapt]
         print("+ superres " + " ".join(argv), flush=True)
         start = time.perf_counter()
         if cli.main(argv) != 0:

@@ -169,6 +169,7 @@ def test_compress_reports_psnr_and_decompress_restores(client) -> None:
                    psnr="true")  # fmt: skip
     assert adapted.status_code == plain.status_code == 200, adapted.text
     assert float(adapted.headers["x-superres-psnr"]) > float(plain.headers["x-superres-psnr"])
+    assert adapted.headers["x-superres-adapt"] == "5" and "x-superres-adapt" not in plain.headers
 
 
 def test_models_lists_names_scales_codecs_and_limits(client) -> None:

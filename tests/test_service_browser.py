@@ -94,6 +94,14 @@ def test_compress_in_the_browser(browser, server, photo) -> None:
     assert "dB" in page.text_content("#psnr")
     assert ".srz" in page.text_content("#out-bytes")
     assert page.is_visible("#download-srz")
+    # the same with adaptive downscaling: the page sends adapt=10
+    page.check("#adapt")
+    with page.expect_response(lambda r: "/v1/compress" in r.url, timeout=120_000) as sent:
+        page.click("#run")
+    assert sent.value.status == 200 and sent.value.headers["x-superres-adapt"] == "10"
+    page.wait_for_selector("#model-used:has-text('adaptive downscaling (10 steps)')",
+                           timeout=120_000)  # fmt: skip
+    assert page.text_content("#error") == ""
     page.close()
 
 

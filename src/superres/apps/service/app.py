@@ -264,7 +264,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "/v1/compress", response_class=Response, tags=["compression"],
         responses={200: {"content": {jobs.SRZ_MEDIA_TYPE: {}},
                          "description": "The .srz file; X-Superres-Codec, -Quality, -Scale, "
-                                        "-Model, -Bpp, -PSNR (with psnr=true), -Time-Ms"},
+                                        "-Model, -Bpp, -PSNR (with psnr=true), -Adapt "
+                                        "(adaptive-downscaling steps, when used), -Time-Ms"},
                    **_ERRORS},
     )  # fmt: skip
     async def compress(

@@ -269,6 +269,8 @@ def compress_job(
             "X-Superres-Bpp": f"{result.bpp:.4f}",
             "Content-Disposition": 'attachment; filename="image.srz"',
         }
+        if adapt and result.scale > 1:
+            headers["X-Superres-Adapt"] = str(adapt)
         if psnr:
             context.check()
             restored = codec.decompress(result.data, device=settings.device,

@@ -213,6 +213,7 @@ async function runCompress(file, inSize, started) {
   form.append("codec", $("codec").value);
   form.append("target_bpp", $("target-bpp").value);
   form.append("scale", $("compress-scale").value);
+  if ($("adapt").checked && $("compress-scale").value !== "1") form.append("adapt", "10");
   form.append("psnr", "true");
   form.append("progress_id", id);
   setStatus("uploading…", 0);
@@ -239,7 +240,8 @@ async function runCompress(file, inSize, started) {
     outBytes: `${formatBytes(srzBytes)} .srz, ${bpp} bpp (${(100 * srzBytes / file.size).toFixed(1)}% of the original)`,
     psnr: psnr ? `${psnr} dB (restored vs original)` : "",
     model: `${h.getResponseHeader("X-Superres-Codec")} q${h.getResponseHeader("X-Superres-Quality")}, ` +
-      `stored 1/${h.getResponseHeader("X-Superres-Scale")}, restored by ${h.getResponseHeader("X-Superres-Model")}`,
+      `stored 1/${h.getResponseHeader("X-Superres-Scale")}, restored by ${h.getResponseHeader("X-Superres-Model")}` +
+      (h.getResponseHeader("X-Superres-Adapt") ? `, adaptive downscaling (${h.getResponseHeader("X-Superres-Adapt")} steps)` : ""),
     time: `${h.getResponseHeader("X-Superres-Time-Ms")} ms to compress, ` +
       `${restored.headers.getResponseHeader("X-Superres-Time-Ms")} ms to restore`,
     downloadName: `${base}_restored.png`,
