@@ -149,12 +149,15 @@ def test_rd_measures_adaptive_curves_beside_the_plain_ones(tmp_path, capsys):
         PILImage.fromarray(_kodak(i)).save(data / f"k{i}.png")
     out = tmp_path / "rd.json"
     argv = ["rd", "--data", str(data), "--codec", "jpeg", "--scales", "2", "--adapt", "4",
-            "--qualities", "30,60,90", "--bpp-window", "0.3,2",
+            "--qualities", "30,60,90", "--bpp-window", "0.3,2", "--models", "codec,lanczos",
             "--json", str(out), "-q"]  # fmt: skip
     assert cli.main(argv) == 0
     printed = capsys.readouterr().out
     assert "jpeg x2 + codec, adaptive downscaling (4 steps)" in printed
     result = json.loads(out.read_text())
+    names = [c["name"] for c in result["curves"]]
+    assert names == ["jpeg (full resolution)", "jpeg x2 + codec", "jpeg x2 + lanczos",
+                     "jpeg x2 + codec, adaptive downscaling (4 steps)"]  # one of each # fmt: skip
     curves = {c["name"]: c["results"] for c in result["curves"]}
     plain, adapted = (
         curves["jpeg x2 + codec"],
@@ -163,7 +166,7 @@ def test_rd_measures_adaptive_curves_beside_the_plain_ones(tmp_path, capsys):
     assert all(a > p for a, p in zip(adapted["psnr-rgb"], plain["psnr-rgb"], strict=True))
     assert result["best_adaptive"]["name"] == "jpeg best of x1/x2 (codec, adaptive)"
     assert set(result["bd_rate"]["percent"]) == {
-        "jpeg x2 + codec", "jpeg x2 + codec, adaptive downscaling (4 steps)",
+        "jpeg x2 + codec", "jpeg x2 + lanczos", "jpeg x2 + codec, adaptive downscaling (4 steps)",
         "jpeg best of x1/x2 (codec)", "jpeg best of x1/x2 (codec, adaptive)",
     }  # fmt: skip
     # the API behind it: the curve records its steps; lanczos has nothing to adapt to
@@ -171,5 +174,5 @@ def test_rd_measures_adaptive_curves_beside_the_plain_ones(tmp_path, capsys):
     assert rd.rd_curve(images, "jpeg", 2, [50], adapt_steps=2).adapt == 2
     with pytest.raises(ConfigError, match="adaptive downscaling needs a network restorer"):
         rd.rd_curve(images, "jpeg", 2, [50], model="lanczos", adapt_steps=2)
-    assert cli.main([*argv[:9], "--models", "lanczos,codec"]) == 2
+    assert cli.main([*argv[:13], "--models", "lanczos,codec"]) == 2
     assert "--adapt needs a network restorer first in --models" in capsys.readouterr().err
