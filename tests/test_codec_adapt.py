@@ -22,6 +22,7 @@ from superres.codec import (
     parse,
     rd,
     restore,
+    unpack,
 )
 from superres.core.degrade import list_images, load_hr
 from superres.core.metrics import psnr_rgb
@@ -71,8 +72,14 @@ def test_an_adapted_file_decodes_as_any_other_and_restores_better(codec, quality
     """Measured on this crop of kodim01: JPEG q80 +0.41 dB for 2.2 % more bytes, WebP q60
     +0.37 dB for 3.8 % more (on smooth images the gain is smaller: README, Rate-distortion)."""
     hr = _kodak()
-    plain = compress_detailed(hr, codec=codec, quality=quality, scale=2)
+    # the stored payload is the codec's coding of adapt_lr's output (computed first: the
+    # engine later turns the cached restorer to channels-last, whose float rounding can move
+    # a pixel on a half level)
+    net = choose_restorer(None, 2, device="cpu").net  # the one compress loads (cached)
+    lr = adapt_lr(hr, downscale(hr, 2), 2, net, ADAPT_STEPS)
     adapted = compress_detailed(hr, codec=codec, quality=quality, scale=2, adapt_steps=ADAPT_STEPS)
+    assert unpack(adapted.data)[1] == get_codec(codec).encode(lr, quality)
+    plain = compress_detailed(hr, codec=codec, quality=quality, scale=2)
     assert parse(adapted.data).header == parse(plain.data).header  # same model, hash, sizes
     assert adapted.model == "codec" and adapted.quality == quality
     gain = psnr_rgb(decompress(adapted.data).pixels, hr) - psnr_rgb(
@@ -80,15 +87,6 @@ def test_an_adapted_file_decodes_as_any_other_and_restores_better(codec, quality
     )
     assert gain > 0.2, gain
     assert len(adapted.data) < 1.10 * len(plain.data)
-    # what decompress restores is the codec's decoding of the refined LR, restored
-    net = choose_restorer(None, 2).net
-    lr = adapt_lr(hr, downscale(hr, 2), 2, net, ADAPT_STEPS)
-    chosen = get_codec(codec)
-    payload = chosen.encode(lr, quality)
-    np.testing.assert_array_equal(
-        decompress(adapted.data).pixels,
-        restore(chosen.decode(payload, lr.shape[:2], channels=3), 2, hr.shape[:2], net),
-    )
 
 
 def test_adapting_to_a_bitrate_target_and_over_the_scales():
