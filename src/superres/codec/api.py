@@ -202,8 +202,9 @@ def compress_detailed(
         allow_over: When ``target_bpp`` cannot be met, use the lowest quality anyway (with
             a :class:`TargetBitrateWarning` and ``met_target=False``) instead of raising.
         device: Torch device on which ``scale="auto"`` and ``roi`` run the restorer to score
-            each choice (None: automatic, as :func:`decompress`); checked, and otherwise
-            unused, for a fixed scale without ``roi``.
+            each choice and ``adapt_steps`` refines the LR (None: automatic, as
+            :func:`decompress`); checked, and otherwise unused, for a fixed scale without
+            ``roi`` or ``adapt_steps``.
         roi: A region of interest, restored with higher fidelity than the rest at the same
             ``target_bpp`` (which it needs): an ``H x W`` bool (or grey) array, a mask
             image's path or bytes, a PIL image (white = the region; any size, resized:
@@ -294,12 +295,13 @@ def _compress_pixels(
     if scale != "auto":
         if scale not in container.SCALES or isinstance(scale, bool):
             raise ConfigError(f"scale must be 1, 2, 3, 4 or 'auto', got {scale!r}")
-        adapting = adapt_steps > 0 and scale > 1
+        runs_net = mask is not None or (adapt_steps > 0 and scale > 1)  # the encoder runs it
         dev = None
-        if device is not None or mask is not None or adapting:
+        if device is not None or runs_net:
             dev = engine.select_device(device)  # a device that cannot run is an error either way
-        restorer = pipeline.choose_restorer(model, int(scale), device=dev)
-        lr = _lr(pixels, int(scale), restorer, adapt_steps, dev, run)
+        restorer = pipeline.choose_restorer(model, int(scale), device=dev if runs_net else None)
+        lr = pipeline.stored_lr(pixels, int(scale), restorer.net, adapt_steps, device=dev,
+                                progress=run.get("progress"))  # fmt: skip
         if mask is not None:
             result, _ = _compress_roi_at(
                 pixels, icc, exif, chosen, target_bpp, scale, restorer, options, mask,
@@ -323,7 +325,8 @@ def _compress_pixels(
             raise
         except ValueError:
             continue  # this model has no weights at this scale
-        lr = _lr(pixels, s, restorer, adapt_steps, dev, run)
+        lr = pipeline.stored_lr(pixels, s, restorer.net, adapt_steps, device=dev,
+                                progress=run.get("progress"))  # fmt: skip
         if mask is not None:
             result, cost = _compress_roi_at(
                 pixels, icc, exif, chosen, target_bpp, s, restorer, options, mask, roi_weight,
@@ -440,8 +443,8 @@ def _compress_at(
     options: dict[str, str],
     lr: np.ndarray,
 ) -> Compressed:
-    """Encode ``lr`` (:func:`_lr`) at one scale, at ``quality`` or at the best quality that
-    fits ``target_bpp``."""
+    """Encode ``lr`` (:func:`~superres.codec.pipeline.stored_lr`) at one scale, at ``quality``
+    or at the best quality that fits ``target_bpp``."""
     h, w, channels = pixels.shape
     header = container.Header(
         width=w,
@@ -475,24 +478,6 @@ def _check_adapt(steps: int, model: str | None) -> None:
         )
     if steps and model == "lanczos":
         raise ConfigError("adaptive downscaling needs a network restorer, not lanczos")
-
-
-def _lr(
-    pixels: np.ndarray,
-    scale: int,
-    restorer: pipeline.Restorer,
-    adapt_steps: int,
-    device: torch.device | None,
-    run: dict,
-) -> np.ndarray:
-    """The LR image a file at ``scale`` stores: :func:`~superres.codec.pipeline.downscale`,
-    refined by :func:`~superres.codec.pipeline.adapt_lr` when ``adapt_steps`` > 0."""
-    lr = pipeline.downscale(pixels, scale)
-    if scale == 1 or adapt_steps <= 0 or restorer.net is None:
-        return lr
-    return pipeline.adapt_lr(
-        pixels, lr, scale, restorer.net, adapt_steps, device=device, progress=run.get("progress")
-    )
 
 
 def _check_target(result: Compressed, target_bpp: float | None, allow_over: bool) -> Compressed:

@@ -28,7 +28,7 @@ from superres.errors import ConfigError
 from superres.inference import engine
 from superres.inference.device import select_device
 from superres.inference.loop import Progress, has_tensors
-from superres.inference.plan import on_device
+from superres.inference.plan import model_context, on_device
 from superres.models import SRModel
 from superres.weights import zoo
 
@@ -41,6 +41,7 @@ __all__ = [
     "decode_pixels",
     "downscale",
     "restore",
+    "stored_lr",
 ]
 
 
@@ -168,7 +169,7 @@ def adapt_lr(
     x = torch.from_numpy(np.array(lr)).to(dev).permute(2, 0, 1).float().div_(255.0)
     x.requires_grad_(True)
     optimiser = torch.optim.Adam([x], lr=ADAPT_STEP)
-    context = max(int(net.receptive_field), 0)
+    context = model_context(net)  # as restore's tiles: the receptive field of exact models
     cores = [
         (y0, min(y0 + tile, lr_h), x0, min(x0 + tile, lr_w))
         for y0 in range(0, lr_h, tile)
@@ -201,6 +202,24 @@ def adapt_lr(
             progress(step + 1, steps)
     refined = x.detach().mul(255.0).round_().clamp_(0, 255).to(torch.uint8)
     return np.ascontiguousarray(refined.permute(1, 2, 0).cpu().numpy())
+
+
+def stored_lr(
+    pixels: np.ndarray,
+    scale: int,
+    net: SRModel | None,
+    adapt_steps: int = 0,
+    *,
+    device: str | torch.device | None = None,
+    progress: Progress | None = None,
+) -> np.ndarray:
+    """The LR image a file at ``scale`` restored by ``net`` stores: :func:`downscale`,
+    refined by :func:`adapt_lr` when ``adapt_steps`` > 0 and there is a network to adapt to
+    (Lanczos, ``net`` None, and scale 1 take the plain downscale)."""
+    lr = downscale(pixels, scale)
+    if scale == 1 or adapt_steps <= 0 or net is None:
+        return lr
+    return adapt_lr(pixels, lr, scale, net, adapt_steps, device=device, progress=progress)
 
 
 def decode_pixels(

@@ -244,9 +244,7 @@ def measure_image(
     )  # fmt: skip
     rows = np.zeros((len(qualities), ROW_FIELDS))
     start = time.perf_counter()
-    lr = pipeline.downscale(pixels, scale)
-    if adapt_steps and restorer.net is not None and scale > 1:
-        lr = pipeline.adapt_lr(pixels, lr, scale, restorer.net, adapt_steps)
+    lr = pipeline.stored_lr(pixels, scale, restorer.net, adapt_steps)
     downscale_time = time.perf_counter() - start
     for i, q in enumerate(qualities):
         start = time.perf_counter()
