@@ -234,7 +234,19 @@ def test_train_shipped_dry_run_lists_the_plan(tmp_path):
     import shutil
     import subprocess
 
-    script = ship_model.REPO / "tools" / "train_shipped.sh"
+    def tree(root: Path, checkpoints: bool) -> Path:
+        """The scripts, configs and sources (and checkpoints/) in ``root``, with no runs/: what
+        a fresh clone has, whatever this checkout's runs/ holds."""
+        (root / "tools").mkdir(parents=True)
+        for name in ("train_shipped.sh", "ship_model.py"):
+            shutil.copy(ship_model.REPO / "tools" / name, root / "tools")
+        shutil.copytree(ship_model.REPO / "configs", root / "configs")
+        (root / "src").symlink_to(ship_model.REPO / "src")
+        if checkpoints:
+            (root / "checkpoints").symlink_to(ship_model.REPO / "checkpoints")
+        return root / "tools" / "train_shipped.sh"
+
+    script = tree(tmp_path / "clone", checkpoints=True)
     out = subprocess.run(["bash", script, "-n"], capture_output=True, text=True, check=True)
     lines = out.stdout.splitlines()
     runs = [line.split()[1] for line in lines if line.startswith("== ")]
@@ -245,13 +257,7 @@ def test_train_shipped_dry_run_lists_the_plan(tmp_path):
     ships = [line for line in lines if "tools/ship_model.py" in line]
     assert len(ships) == len(list(ship_model.WEIGHTS.glob("*_x*.safetensors")))
     # from scratch (no checkpoints/), each stopped run trains to where the shipped files say
-    tree = tmp_path / "repo"
-    (tree / "tools").mkdir(parents=True)
-    for name in ("train_shipped.sh", "ship_model.py"):
-        shutil.copy(ship_model.REPO / "tools" / name, tree / "tools")
-    shutil.copytree(ship_model.REPO / "configs", tree / "configs")
-    (tree / "src").symlink_to(ship_model.REPO / "src")
-    fresh = subprocess.run(["bash", tree / "tools" / "train_shipped.sh", "-n"],
+    fresh = subprocess.run(["bash", tree(tmp_path / "bare", checkpoints=False), "-n"],
                            capture_output=True, text=True, check=True)  # fmt: skip
     stops = {c: stop for c, _, stop in plan if stop}
     stopped = [line.split() for line in fresh.stdout.splitlines() if "--stop-at" in line]
