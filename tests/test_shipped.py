@@ -13,7 +13,7 @@ from tests.conftest import dataset
 
 # Issue floors (Y-channel PSNR, crop = scale): the published FSRCNN (fast) and VDSR (quality)
 # figures; the codec tier (trained on decoded LR) keeps most of its clean quality (measured
-# Set5 x2 36.52, x3 33.38, x4 31.19). One entry per shipped file; the test below also fails
+# Set5 x2 36.52, x3 33.38, x4 31.21). One entry per shipped file; the test below also fails
 # if a file is missing.
 FLOORS = {
     ("fast", 2): {"Set5": 36.9},
