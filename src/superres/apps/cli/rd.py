@@ -162,9 +162,9 @@ def run(args: argparse.Namespace) -> int:
     masks = None if args.roi is None else rd.roi_masks(images, args.roi)  # before any work
     model_names = args.models.split(",") if args.models else [None]
     curves = []
-    configs = [(s, m) for s in sorted(set(args.scales)) for m in (model_names if s > 1 else [None])]
-    scales_up = sorted({s for s, _ in configs if s > 1})
-    adaptive = [] if args.adapt is None else [(s, model_names[0]) for s in scales_up]
+    scales = sorted(set(args.scales))
+    configs = [(s, m) for s in scales for m in (model_names if s > 1 else [None])]
+    adaptive = [] if args.adapt is None else [(s, model_names[0]) for s in scales if s > 1]
     if adaptive and model_names[0] == "lanczos":
         raise UsageError("--adapt needs a network restorer first in --models, not lanczos")
     if cluster is not None:
