@@ -13,7 +13,7 @@ from tests.conftest import dataset
 
 # Issue floors (Y-channel PSNR, crop = scale): the published FSRCNN (fast) and VDSR (quality)
 # figures; the codec tier (trained on decoded LR) keeps most of its clean quality (measured
-# Set5 x2 36.52, x3 33.38, x4 31.21). One entry per shipped file; the test below also fails
+# Set5 x2 36.52, x3 33.40, x4 31.21). One entry per shipped file; the test below also fails
 # if a file is missing.
 FLOORS = {
     ("fast", 2): {"Set5": 36.9},
@@ -163,8 +163,9 @@ def test_a_jpeg_q75_input_gets_a_decoded_input_tier_half_a_db_above_quality(tmp_
 # The codec tier restores decoded images: on the first Kodak24 images, coded at these
 # qualities after the MATLAB-bicubic downscale, it must beat Lanczos by this many dB
 # (PSNR-RGB), and beat the clean-trained quality tier of the same scale. Measured on
-# kodim01-03: x2 JPEG q30 +0.75 dB, WebP q50 +0.80 dB; x3 +0.71 and +0.72 dB; x4 +0.59 and
-# +0.59 dB (+0.51 and +0.52 before the codec x4's second stage).
+# kodim01-03: x2 JPEG q30 +0.75 dB, WebP q50 +0.80 dB; x3 +0.75 and +0.74 dB; x4 +0.59 and
+# +0.59 dB (x3 +0.71 and +0.72, x4 +0.51 and +0.52 before the codec x3's and x4's second
+# stages).
 CODEC_GAIN_FLOORS = {
     2: {("jpeg", 30): 0.6, ("webp", 50): 0.65},
     3: {("jpeg", 30): 0.6, ("webp", 50): 0.6},
