@@ -127,19 +127,10 @@ def ship(run: Path, name: str, config: Path, allow_partial: bool = False) -> Pat
         print(
             f"warning: {run}/last.safetensors holds {prov.get('weights')} weights", file=sys.stderr
         )
-    folders = [data_root() / b for b in BENCHMARKS]
-    result = evaluate(model.eval(), folders, model.scale)
-    metrics = {
-        ds: {"images": r.images, "psnr": round(r.psnr, 4), "ssim": round(r.ssim, 5)}
-        for ds, r in result.datasets.items()
-    }
-    if name == "codec":
-        metrics["Kodak24_decoded"] = codec_gains(model.eval())
-    if name == "burst":
-        metrics["bursts"] = burst_scores(model.eval())
     prov["config_file"] = config.relative_to(REPO).as_posix()
     prov["train_data"] = [Path(p).name for p in prov.get("train_data", [])]
     out = WEIGHTS / f"{name}_x{model.scale}.safetensors"
+    # the stages first: a missing earlier stage stops here, before minutes of evaluation
     stages = _reshipped_stages(out, prov) if out.is_file() else None
     if stages is None:  # the chain may pass through ``out`` itself: read it before replacing it
         stages = earlier_stages(
@@ -151,6 +142,16 @@ def ship(run: Path, name: str, config: Path, allow_partial: bool = False) -> Pat
     if run_of:  # a shipped file is its run's final EMA: name the run, which outlives the file
         prov["config"] = {**cfg, "init_from": run_of}
         prov["init_from_shipped"] = cfg["init_from"]
+    folders = [data_root() / b for b in BENCHMARKS]
+    result = evaluate(model.eval(), folders, model.scale)
+    metrics = {
+        ds: {"images": r.images, "psnr": round(r.psnr, 4), "ssim": round(r.ssim, 5)}
+        for ds, r in result.datasets.items()
+    }
+    if name == "codec":
+        metrics["Kodak24_decoded"] = codec_gains(model.eval())
+    if name == "burst":
+        metrics["bursts"] = burst_scores(model.eval())
     WEIGHTS.mkdir(parents=True, exist_ok=True)
     save_checkpoint(
         out,
