@@ -430,6 +430,12 @@ def _retrain_configs(metas: list[dict]) -> list[str]:
     return configs
 
 
+def _scale_list(scales: list[int]) -> str:
+    """``[2, 3, 4]`` -> ``"x2, x3 and x4"``."""
+    names = [f"x{x}" for x in scales]
+    return " and ".join(filter(None, (", ".join(names[:-1]), names[-1])))
+
+
 def write_card(name: str) -> Path:
     from superres.models import get_model_spec
 
@@ -453,9 +459,14 @@ def write_card(name: str) -> Path:
         data = named(list(next(iter(by_data))))
     else:  # the scales of a tier trained on different sets: each named with its scales
         data = " and ".join(
-            f"{named(list(sets))} at {' and '.join(f'x{x}' for x in scales)}"
+            f"{named(list(sets))} at {_scale_list(scales)}"
             for sets, scales in by_data.items()
         )
+    reparameterised: dict[tuple[str, str], list[int]] = {}  # (trained, deployed) -> scales
+    for m in metas:
+        trained = m.get("provenance", {}).get("config", {}).get("model", {}).get("arch")
+        if trained and trained != m["arch"]:
+            reparameterised.setdefault((trained, m["arch"]), []).append(m["scale"])
     lines = [
         f"# `{name}`: {TIERS.get(name, first['arch'])}",
         "",
@@ -472,12 +483,10 @@ def write_card(name: str) -> Path:
             else "No validation set was used; the shipped weights are the final EMA weights."
         )
         + "".join(
-            f" The x{m['scale']} weights were trained as `{arch}` "
-            f"({get_model_spec(arch).description}) and exported in their deployed "
-            f"`{m['arch']}` form: the same inference cost."
-            for m in metas
-            if (arch := m.get("provenance", {}).get("config", {}).get("model", {}).get("arch"))
-            and arch != m["arch"]
+            f" The {_scale_list(scales)} weights were trained as `{trained}` "
+            f"({get_model_spec(trained).description}) and exported in their deployed "
+            f"`{deployed}` form: the same inference cost."
+            for (trained, deployed), scales in reparameterised.items()
         ),
         "",
         "| scale | file | params | FLOPs / output px | iterations | batch x LR patch | "
