@@ -459,8 +459,7 @@ def write_card(name: str) -> Path:
         data = named(list(next(iter(by_data))))
     else:  # the scales of a tier trained on different sets: each named with its scales
         data = " and ".join(
-            f"{named(list(sets))} at {_scale_list(scales)}"
-            for sets, scales in by_data.items()
+            f"{named(list(sets))} at {_scale_list(scales)}" for sets, scales in by_data.items()
         )
     reparameterised: dict[tuple[str, str], list[int]] = {}  # (trained, deployed) -> scales
     for m in metas:
