@@ -295,5 +295,22 @@ def test_card_names_the_training_sets_of_each_scale(tier):
         assert f"on {next(iter(data.values()))} " in card
     else:
         for scale, sets in data.items():
-            named = re.search(rf"{re.escape(sets)} \([^)]*\) at (x\d(?: and x\d)*)", card)
-            assert named and f"x{scale}" in named.group(1).split(" and "), (scale, sets)
+            named = re.search(rf"{re.escape(sets)} \([^)]*\) at (x\d(?:(?:, | and )x\d)*)", card)
+            assert named and f"x{scale}" in re.split(", | and ", named.group(1)), (scale, sets)
+
+
+def test_scale_lists_read_as_english():
+    assert ship_model._scale_list([4]) == "x4"
+    assert ship_model._scale_list([2, 4]) == "x2 and x4"
+    assert ship_model._scale_list([2, 3, 4]) == "x2, x3 and x4"
+
+
+@pytest.mark.parametrize("tier", sorted(ship_model.TIERS))
+def test_card_names_the_reparameterised_scales_once(tier):
+    """Scales trained in one architecture and shipped in another share one sentence."""
+    files = ship_model._tier_files(tier)
+    card = (ship_model.WEIGHTS / f"{tier}.md").read_text()
+    rep = [m["scale"] for _, m in files if m["provenance"]["config"]["model"]["arch"] != m["arch"]]
+    assert card.count("weights were trained as") == (1 if rep else 0)
+    if rep:
+        assert f"The {ship_model._scale_list(rep)} weights were trained as" in card
