@@ -53,8 +53,20 @@ def test_box_psf_weights_fractional_ends() -> None:
         box_psf(0)
 
 
-def test_fft_size_has_small_factors_only() -> None:
-    assert [fft_size(n) for n in (1, 7, 97, 1024, 1031)] == [1, 8, 100, 1024, 1080]
+def test_fft_size_has_small_factors_only_and_is_even() -> None:
+    assert [fft_size(n) for n in (1, 2, 7, 97, 1024, 1031)] == [1, 2, 8, 100, 1024, 1080]
+    # 1125 = 3^2 5^3 is 5-smooth but odd: the x2 filter of a 512x512 input pads to 1082, and
+    # an odd length halves the real FFT's speed.
+    assert [fft_size(n) for n in (1082, 1125, 15)] == [1152, 1152, 16]
+    fast = sorted(
+        2**a * 3**b * 5**c
+        for a in range(1, 13)
+        for b in range(8)
+        for c in range(6)
+        if 2**a * 3**b * 5**c < 4000
+    )
+    for n in range(2, 3000):
+        assert fft_size(n) == next(m for m in fast if m >= n), n
 
 
 def test_wiener_inverts_a_known_blur_and_keeps_constants() -> None:
