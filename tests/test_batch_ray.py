@@ -339,3 +339,39 @@ def test_rd_engine_ray_gives_the_local_curves(ray_session, tmp_path, capsys):
     assert "jpeg x2 + fast" in capsys.readouterr().out
     assert main(["rd", "--data", str(folder), "--roi", "auto", "--engine", "ray"]) == 2
     assert "--roi runs with --engine local" in capsys.readouterr().err
+
+
+def test_rd_engine_ray_measures_adaptive_curves_as_local(ray_session, tmp_path, capsys):
+    """``--adapt`` on Ray: each worker refines its image's LR as ``compress --adapt`` does; at
+    the local command's thread count (one, as a worker's) the refined pixels, hence every
+    file's bits, are the local ones, and the curve is named as locally."""
+    import torch
+
+    from superres.apps.batch import Cluster, rd_curves
+    from superres.codec import rd
+
+    folder = _rd_folder(tmp_path)
+    remote = rd_curves(folder, "jpeg", [(2, "fast", 3)], (30, 70), cluster=Cluster(workers=2))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        local = rd.rd_curve(rd.load_images(folder), "jpeg", 2, (30, 70), model="fast",
+                            adapt_steps=3)  # fmt: skip
+        plain = rd.rd_curve(rd.load_images(folder), "jpeg", 2, (30, 70), model="fast")
+    finally:
+        torch.set_num_threads(threads)
+    (mine,) = remote
+    assert mine.adapt == 3 and mine.name == local.name
+    assert "adaptive downscaling (3 steps)" in mine.name
+    assert mine.column("bpp") == local.column("bpp")
+    assert mine.column("psnr") == pytest.approx(local.column("psnr"), rel=1e-12)
+    assert mine.column("bpp") != plain.column("bpp")  # the LR was refined: other files
+    with pytest.raises(ValueError, match="needs a network restorer"):
+        rd_curves(folder, "jpeg", [(2, "lanczos", 3)], (30,), cluster=Cluster(workers=1))
+    command = ["rd", "--data", str(folder), "--scales", "1,2", "--models", "fast",
+               "--qualities", "30,70", "--adapt", "2", "--engine", "ray", "--workers", "2",
+               "-q"]  # fmt: skip
+    assert main(command) == 0
+    out = capsys.readouterr().out
+    assert "jpeg x2 + fast, adaptive downscaling (2 steps)" in out
+    assert "best of x1/x2 (fast, adaptive)" in out

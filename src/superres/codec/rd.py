@@ -41,6 +41,7 @@ __all__ = [
     "Curve",
     "RDPoint",
     "bd_rate",
+    "check_adapt",
     "check_images",
     "curve_from_rows",
     "curve_settings",
@@ -198,9 +199,7 @@ def rd_curve(
     chosen, qualities = curve_settings(codec, qualities)
     check_images(images, masks)
     restorer = pipeline.choose_restorer(model if scale > 1 else None, scale)
-    if adapt_steps and restorer.net is None:
-        raise ConfigError(f"adaptive downscaling needs a network restorer at a scale > 1, "
-                          f"not {restorer.name} at x{scale}")  # fmt: skip
+    check_adapt(restorer, scale, adapt_steps)
     rows = np.zeros((len(qualities), ROW_FIELDS))
     total = len(images) * len(qualities)
     for k, (_, pixels) in enumerate(images):
@@ -213,6 +212,14 @@ def rd_curve(
                               None if masks is None else masks[k], step, adapt_steps)  # fmt: skip
     return curve_from_rows(chosen.name, scale, restorer.name, qualities, rows / len(images),
                            masks is not None, adapt_steps)  # fmt: skip
+
+
+def check_adapt(restorer: pipeline.Restorer, scale: int, adapt_steps: int) -> None:
+    """Raise ConfigError unless ``adapt_steps`` is 0 or ``restorer`` is a network (adaptive
+    downscaling refines the LR image against it)."""
+    if adapt_steps and restorer.net is None:
+        raise ConfigError(f"adaptive downscaling needs a network restorer at a scale > 1, "
+                          f"not {restorer.name} at x{scale}")  # fmt: skip
 
 
 #: Columns of :func:`measure_image`'s rows: bpp, PSNR-RGB, MS-SSIM, encoding and decoding

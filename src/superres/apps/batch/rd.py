@@ -1,13 +1,17 @@
 """Rate-distortion curves on Ray: one item per (curve, image), measured by actors that keep
 their restorers loaded.
 
-Each item is one image of the folder at one (scale, restorer) configuration; a worker reads
-the image itself, runs :func:`superres.codec.rd.measure_image` (encode at every quality,
-decode, restore, score) and returns the rows, and the driver averages them per curve with
+Each item is one image of the folder at one (scale, restorer, adaptive-downscaling steps)
+configuration; a worker reads the image itself, runs :func:`superres.codec.rd.measure_image`
+(refine the LR image if asked, encode at every quality, decode, restore, score) and returns
+the rows, and the driver averages them per curve with
 :func:`superres.codec.rd.curve_from_rows`, in image order. So bits per pixel are exactly
 those of ``superres rd`` without Ray, and PSNR and MS-SSIM agree to float rounding (about
 1e-15 relative: torch's reductions run on the workers' thread count); the encoding and
-decoding seconds are measured on the workers (one thread each, by default). Everything the
+decoding seconds are measured on the workers (one thread each, by default). Adaptive
+downscaling, the encoder's costly step (seconds an image), spreads over the workers like the
+rest; its refined LR pixels depend on float rounding, so they match the local command's where
+the thread counts match (a pixel a level apart here and there otherwise). Everything the
 local command refuses (an unknown codec, model or quality, an image too small for MS-SSIM,
 a bad mask) is refused on the driver before Ray starts.
 """
@@ -53,7 +57,7 @@ class RDWorker:
         self.roi = roi
         self.restorers: dict[tuple[int, str | None], Any] = {}
 
-    def measure(self, path: str, scale: int, model: str | None) -> np.ndarray:
+    def measure(self, path: str, scale: int, model: str | None, adapt: int = 0) -> np.ndarray:
         from superres.codec import pipeline, rd
         from superres.core import regions
         from superres.core.degrade import load_hr
@@ -64,14 +68,14 @@ class RDWorker:
         pixels = load_hr(path)
         mask = None if self.roi is None else regions.region_of_interest(self.roi, pixels)
         return rd.measure_image(pixels, self.codec, scale, self.qualities, self.restorers[key],
-                                mask)  # fmt: skip
+                                mask, adapt_steps=adapt)  # fmt: skip
 
     def __call__(self, batch: dict) -> dict[str, list]:
         found, errors = [], []
-        for path, scale, model in zip(batch["path"], batch["scale"], batch["model"],
-                                      strict=True):  # fmt: skip
+        for path, scale, model, adapt in zip(batch["path"], batch["scale"], batch["model"],
+                                             batch["adapt"], strict=True):  # fmt: skip
             try:
-                table = self.measure(str(path), int(scale), str(model) or None)
+                table = self.measure(str(path), int(scale), str(model) or None, int(adapt))
                 found.append(json.dumps(table.tolist()))
                 errors.append("")
             except Exception as err:  # noqa: BLE001 - reported on the driver, in one line
@@ -83,7 +87,7 @@ class RDWorker:
 def rd_curves(
     folder: str | os.PathLike[str],
     codec: str,
-    configurations: Sequence[tuple[int, str | None]],
+    configurations: Sequence[tuple[int, str | None] | tuple[int, str | None, int]],
     qualities: Sequence[int] | None = None,
     *,
     images: Sequence[tuple[str, np.ndarray]] | None = None,
@@ -101,7 +105,8 @@ def rd_curves(
             (:func:`~superres.codec.rd.load_images`): they are checked on the driver, and
             read here when not given.
         configurations: ``(scale, restorer name or None)`` per curve (the model is ignored
-            at scale 1, as locally).
+            at scale 1, as locally), or ``(scale, restorer, steps)`` for a curve with
+            adaptive downscaling (``rd_curve(adapt_steps=steps)``; a network at scale > 1).
         roi: A mask file path or ``"auto"``: the points also get PSNR inside and outside it.
         cluster: Where and how wide (default: a private local Ray).
         progress: Optional ``callback(done_items, total_items)``.
@@ -120,10 +125,16 @@ def rd_curves(
     if images is None:  # read on the driver too: a bad or small image fails before Ray
         images = rd.load_images(folder)
     rd.check_images(images, None if roi is None else rd.roi_masks(images, roi))
-    configs = [(int(s), None if s == 1 else m) for s, m in configurations]
-    names = [pipeline.choose_restorer(m, s).name for s, m in configs]  # unknown models now
-    items = [{"index": c * len(paths) + k, "path": str(p), "scale": s, "model": m or ""}
-             for c, (s, m) in enumerate(configs) for k, p in enumerate(paths)]  # fmt: skip
+    configs = [(int(s), None if s == 1 else m, int(rest[0]) if rest else 0)
+               for s, m, *rest in configurations]  # fmt: skip
+    names = []
+    for s, m, steps in configs:  # unknown models and adaptive steps without a network: now
+        restorer = pipeline.choose_restorer(m, s)
+        rd.check_adapt(restorer, s, steps)
+        names.append(restorer.name)
+    items = [{"index": c * len(paths) + k, "path": str(p), "scale": s, "model": m or "",
+              "adapt": steps}
+             for c, (s, m, steps) in enumerate(configs) for k, p in enumerate(paths)]  # fmt: skip
     tables: dict[int, np.ndarray] = {}
     cluster = cluster or Cluster()
     with session(cluster.address) as ray:
@@ -144,10 +155,10 @@ def rd_curves(
             if progress is not None:
                 progress(done, len(items))
     curves = []
-    for c, ((s, _), name) in enumerate(zip(configs, names, strict=True)):
+    for c, ((s, _, steps), name) in enumerate(zip(configs, names, strict=True)):
         total = np.zeros((len(qualities), rd.ROW_FIELDS))
         for k in range(len(paths)):  # in image order, as rd_curve sums them
             total += tables[c * len(paths) + k]
         curves.append(rd.curve_from_rows(chosen.name, s, name, qualities, total / len(paths),
-                                         roi is not None))  # fmt: skip
+                                         roi is not None, steps))  # fmt: skip
     return curves

@@ -142,8 +142,6 @@ def run(args: argparse.Namespace) -> int:
     cluster = ray_cluster(args)
     if cluster is not None and args.roi is not None:
         raise UsageError("--roi runs with --engine local (its layer search is not distributed)")
-    if cluster is not None and args.adapt is not None:
-        raise UsageError("--adapt runs with --engine local")
     if cluster is None:
         engine.set_threads(args.threads)
     if not Path(args.data).is_dir():
@@ -170,10 +168,12 @@ def run(args: argparse.Namespace) -> int:
     if cluster is not None:
         from superres.apps.batch import rd_curves
 
-        bar = tqdm(desc=f"{args.codec}, {len(configs)} curves", unit="image", leave=False,
+        count = len(configs) + len(adaptive)
+        bar = tqdm(desc=f"{args.codec}, {count} curves", unit="image", leave=False,
                    disable=not progress_enabled(args.quiet))  # fmt: skip
         try:
-            curves = rd_curves(args.data, args.codec, configs, args.qualities, images=images,
+            runs = configs + [(s, m, args.adapt) for s, m in adaptive]
+            curves = rd_curves(args.data, args.codec, runs, args.qualities, images=images,
                                cluster=cluster, progress=_follow(bar))  # fmt: skip
         except ValueError as err:
             raise UsageError(" ".join(str(err).split())) from None
