@@ -165,14 +165,14 @@ def run(args: argparse.Namespace) -> int:
     adaptive = [] if args.adapt is None else [(s, model_names[0]) for s in scales if s > 1]
     if adaptive and model_names[0] == "lanczos":
         raise UsageError("--adapt needs a network restorer first in --models, not lanczos")
+    # (scale, restorer, adaptive-downscaling steps) per curve, for either engine
+    runs = [(s, m, 0) for s, m in configs] + [(s, m, args.adapt) for s, m in adaptive]
     if cluster is not None:
         from superres.apps.batch import rd_curves
 
-        count = len(configs) + len(adaptive)
-        bar = tqdm(desc=f"{args.codec}, {count} curves", unit="image", leave=False,
+        bar = tqdm(desc=f"{args.codec}, {len(runs)} curves", unit="image", leave=False,
                    disable=not progress_enabled(args.quiet))  # fmt: skip
         try:
-            runs = configs + [(s, m, args.adapt) for s, m in adaptive]
             curves = rd_curves(args.data, args.codec, runs, args.qualities, images=images,
                                cluster=cluster, progress=_follow(bar))  # fmt: skip
         except ValueError as err:
@@ -180,7 +180,6 @@ def run(args: argparse.Namespace) -> int:
         finally:
             bar.close()
     else:
-        runs = [(s, m, 0) for s, m in configs] + [(s, m, args.adapt) for s, m in adaptive]
         for scale, model, steps in runs:
             label = f"{args.codec} x{scale}" + (f" + {model}" if model and scale > 1 else "")
             label += f", adaptive {steps}" if steps else ""
